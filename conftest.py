@@ -1,0 +1,204 @@
+"""Test-suite configuration: markers, options, hypothesis profiles, seeds, device gating, and the
+session's audit report.
+
+- Markers (strict): ``gpu`` (needs CUDA, paper scale) and ``slow``. GPU tests run only when ``-m``
+  selects them; then a machine without CUDA fails the run loudly unless ``--device cpu`` asks for a
+  smoke-scale dry run.
+- ``--data-dir`` (default ``$LORA_CLAIMS_DATA``), ``--device``, ``--model-path NAME=PATH``.
+- Hypothesis profiles ``dev``, ``ci``, ``thorough``: ``$LORA_CLAIMS_HYPOTHESIS_PROFILE`` picks one
+  (default ``ci`` when ``$CI`` is set, else ``dev``).
+- ``seed`` fixture: one fixed seed by default; ``LORA_CLAIMS_SEEDS=0-9`` (or ``1,5,7``) runs every
+  test that uses it once per seed. It seeds Python, numpy and torch together.
+- ``audit`` fixture: claim tests evaluate claims through it, once per session and configuration;
+  at the end of the session their results are written as an audit report (``--audit-report``).
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, Phase, settings
+
+DEFAULT_SEED = 20260505  # the paper's submission date; any fixed value would do
+SEEDS_ENV = "LORA_CLAIMS_SEEDS"
+HYPOTHESIS_PROFILE_ENV = "LORA_CLAIMS_HYPOTHESIS_PROFILE"
+
+settings.register_profile("dev", max_examples=25, deadline=None)
+settings.register_profile(
+    "ci",
+    max_examples=60,
+    deadline=None,
+    derandomize=True,
+    print_blob=True,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+settings.register_profile(
+    "thorough",
+    max_examples=1000,
+    deadline=None,
+    phases=list(Phase),
+    suppress_health_check=[HealthCheck.too_slow],
+)
+settings.load_profile(os.environ.get(HYPOTHESIS_PROFILE_ENV, "ci" if os.environ.get("CI") else "dev"))
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("lora-claims")
+    group.addoption("--device", default=None,
+                    help="torch device for claim tests (GPU tests default to cuda; "
+                         "--device cpu runs them as a smoke-scale dry run)")
+    group.addoption("--data-dir", default=os.environ.get("LORA_CLAIMS_DATA"),
+                    help="GLUE data folder (default: $LORA_CLAIMS_DATA)")
+    group.addoption("--model-path", action="append", default=[], metavar="NAME=PATH",
+                    help="local path for a model, repeatable")
+    group.addoption("--audit-report", default="pytest-audit-report",
+                    help="folder for the audit report of the claims this session evaluated")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "gpu: needs a CUDA device; paper-scale claim verification")
+    config.addinivalue_line("markers", "slow: takes minutes on a 2-core CPU")
+
+
+def _seeds() -> list[int]:
+    text = os.environ.get(SEEDS_ENV, "").strip()
+    if not text:
+        return [DEFAULT_SEED]
+    try:
+        if "-" in text:
+            first, last = (int(part) for part in text.split("-", 1))
+            return list(range(first, last + 1))
+        return [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise pytest.UsageError(f"{SEEDS_ENV} must look like '0-9' or '1,5,7', got {text!r}") from None
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "seed" in metafunc.fixturenames:
+        seeds = _seeds()
+        metafunc.parametrize("seed", seeds, indirect=True, ids=[f"seed{s}" for s in seeds])
+
+
+@pytest.fixture
+def seed(request: pytest.FixtureRequest) -> int:
+    """Seed Python, numpy and torch together and return the seed."""
+    import torch
+
+    value = request.param
+    random.seed(value)
+    np.random.seed(value % 2**32)
+    torch.manual_seed(value)
+    return value
+
+
+def _gpu_selected(markexpr: str) -> bool:
+    """True when ``-m`` asks for GPU tests: it selects a gpu-only test but not an unmarked one."""
+    if not markexpr:
+        return False
+    from _pytest.mark.expression import Expression
+
+    expression = Expression.compile(markexpr)
+    return bool(expression.evaluate(lambda name, **_: name == "gpu")) and not expression.evaluate(
+        lambda name, **_: False
+    )
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    gpu_items = [item for item in items if item.get_closest_marker("gpu")]
+    if not gpu_items:
+        return
+    if not _gpu_selected(config.getoption("-m") or ""):
+        skip = pytest.mark.skip(
+            reason="GPU claim test: run `pytest -m gpu` on a CUDA machine "
+                   "(add --device cpu for a smoke-scale dry run)"
+        )
+        for item in gpu_items:
+            item.add_marker(skip)
+        return
+    device = config.getoption("--device")
+    if device is None or device.startswith("cuda"):
+        import torch
+
+        if not torch.cuda.is_available():
+            raise pytest.UsageError(
+                f"`-m gpu` selected {len(gpu_items)} GPU test(s), but torch sees no CUDA device "
+                f"(torch {torch.__version__}, torch.cuda.is_available() is False). Run them on a "
+                "GPU machine with a CUDA build of torch, or pass --device cpu for a smoke-scale "
+                "dry run of the same code."
+            )
+
+
+@pytest.fixture(scope="session")
+def data_dir(pytestconfig: pytest.Config) -> Path | None:
+    value = pytestconfig.getoption("--data-dir")
+    return Path(value) if value else None
+
+
+@pytest.fixture(scope="session")
+def model_paths(pytestconfig: pytest.Config) -> dict[str, str]:
+    from lora_claims.context import parse_model_paths
+
+    return parse_model_paths(pytestconfig.getoption("--model-path"))
+
+
+@pytest.fixture
+def device(request: pytest.FixtureRequest) -> str:
+    """The device a test runs on: --device if given, else cuda for GPU tests and cpu otherwise."""
+    chosen = request.config.getoption("--device")
+    if chosen:
+        return chosen
+    return "cuda" if request.node.get_closest_marker("gpu") else "cpu"
+
+
+class SessionAudit:
+    """Evaluates claims once per (claim, settings) and remembers the results for the report."""
+
+    def __init__(self, figures_dir: Path, data_dir: Path | None, model_paths: dict[str, str]):
+        self.figures_dir = figures_dir
+        self.defaults = {"data_dir": data_dir, "model_paths": model_paths}
+        self.results: dict[tuple, object] = {}
+        self.contexts: dict[tuple, object] = {}
+
+    def result(self, claim_id: str, **options):
+        """The ClaimResult of ``claim_id`` under ``options`` (AuditContext fields)."""
+        from lora_claims.audit import evaluate_claim
+        from lora_claims.claims import get_claim
+        from lora_claims.context import AuditContext
+
+        key = (claim_id, tuple(sorted((k, repr(v)) for k, v in options.items())))
+        if key not in self.results:
+            ctx = AuditContext(figures_dir=self.figures_dir, **{**self.defaults, **options})
+            self.results[key] = evaluate_claim(get_claim(claim_id), ctx)
+            self.contexts[key] = ctx
+        return self.results[key]
+
+
+@pytest.fixture(scope="session")
+def audit(pytestconfig: pytest.Config, data_dir, model_paths, tmp_path_factory) -> SessionAudit:
+    session_audit = SessionAudit(tmp_path_factory.mktemp("audit-figures"), data_dir, model_paths)
+    yield session_audit
+    if session_audit.results:
+        _write_session_report(pytestconfig, session_audit)
+
+
+def _write_session_report(config: pytest.Config, session_audit: SessionAudit) -> None:
+    from lora_claims.report import write_report
+
+    out = Path(config.rootpath, config.getoption("--audit-report"))
+    out.mkdir(parents=True, exist_ok=True)
+    if session_audit.figures_dir.exists():
+        (out / "figures").mkdir(exist_ok=True)
+        for figure in session_audit.figures_dir.iterdir():
+            shutil.copy2(figure, out / "figures" / figure.name)
+    results = list(session_audit.results.values())
+    any_ctx = next(iter(session_audit.contexts.values()))
+    write_report(out, results, any_ctx)
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None:
+        reporter.write_line(f"lora-claims: audit report of this session's claims in {out}/report.md")

@@ -1,0 +1,97 @@
+"""Command line: ``lora-claims audit | report``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from lora_claims.claims import REGISTRY, parse_claim_ids
+from lora_claims.context import PROFILES, default_data_dir, parse_model_paths
+from lora_claims.errors import InvalidArgument, LoraClaimsError
+from lora_claims.storage import ResultCache, atomic_write_text
+
+
+def _add_audit(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "audit", help="evaluate claims and write report.md, report.json and figures"
+    )
+    parser.add_argument("--claims", help=f"comma-separated ids (default: all of {', '.join(REGISTRY)})")
+    parser.add_argument("--out", default="audit-report", help="output folder (default: %(default)s)")
+    parser.add_argument("--profile", choices=PROFILES, default="ci",
+                        help="experiment sizes: smoke, ci (default, fits a 2-core CPU) or thorough")
+    parser.add_argument("--data-dir", type=Path, default=None,
+                        help="GLUE data folder (default: $LORA_CLAIMS_DATA)")
+    parser.add_argument("--device", default="cpu", help="torch device for fine-tuning claims")
+    parser.add_argument("--model-path", action="append", metavar="NAME=PATH",
+                        help="local path of a model, repeatable")
+    parser.add_argument("--cache-dir", type=Path, default=None,
+                        help="result cache (default: $LORA_CLAIMS_CACHE or ~/.cache/lora-claims)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.set_defaults(handler=_run_audit)
+
+
+def _run_audit(args: argparse.Namespace) -> int:
+    from lora_claims.audit import run_audit
+
+    specs = parse_claim_ids(args.claims)
+    options = {
+        "profile": args.profile,
+        "data_dir": args.data_dir or default_data_dir(),
+        "device": args.device,
+        "model_paths": parse_model_paths(args.model_path),
+        "cache": ResultCache(args.cache_dir),
+        "seed": args.seed,
+    }
+    results = run_audit(specs, args.out, options)
+    width = max(len(r.id) for r in results)
+    print(f"{'claim':<{width}}  {'verdict':<24} key figure")
+    for result in results:
+        print(f"{result.id:<{width}}  {result.verdict.value:<24} {result.key_figure}")
+    print(f"\nreport written to {Path(args.out) / 'report.md'} and report.json")
+    return 0
+
+
+def _add_report(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("report", help="re-render report.md from a report.json")
+    parser.add_argument("report_json", type=Path)
+    parser.add_argument("--out", type=Path, help="Markdown file (default: beside the JSON)")
+    parser.set_defaults(handler=_run_report)
+
+
+def _run_report(args: argparse.Namespace) -> int:
+    from lora_claims.report import render_markdown
+
+    try:
+        payload = json.loads(args.report_json.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as error:
+        raise InvalidArgument(f"{args.report_json}: not a readable report.json ({error})") from None
+    out = args.out or args.report_json.with_suffix(".md")
+    atomic_write_text(out, render_markdown(payload))
+    print(out)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="lora-claims", description="Audit the claims of arXiv 2605.03724 about LoRA rank."
+    )
+    subparsers = parser.add_subparsers(dest="command", required=True)
+    _add_audit(subparsers)
+    _add_report(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.handler(args)
+    except LoraClaimsError as error:
+        print(f"lora-claims {args.command}: error: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

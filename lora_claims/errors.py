@@ -1,0 +1,55 @@
+"""Error types shared by the library, the CLI and the test suite.
+
+Two kinds of failure are kept apart on purpose: a caller's mistake (``InvalidArgument``, shown to
+the user as a one-line error) and a claim that cannot be evaluated on this machine
+(``NotEvaluable``, reported as the verdict ``not_evaluated`` with its reason, never as a guess).
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+
+
+class LoraClaimsError(Exception):
+    """Base class for errors the CLI reports as a one-line message."""
+
+
+class InvalidArgument(LoraClaimsError, ValueError):
+    """An argument is outside its allowed range; the message names the argument and the range."""
+
+
+class NotEvaluable(LoraClaimsError):
+    """A claim cannot run here (no data, no model, no GPU); the reason goes into the report."""
+
+
+def require_int(name: str, value: object, *, minimum: int | None = 1, maximum: int | None = None) -> int:
+    """Return ``value`` as an int, or raise ``InvalidArgument`` naming ``name`` and the range."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise InvalidArgument(f"{name} must be an integer, got {value!r}")
+    value = int(value)
+    if minimum is not None and value < minimum:
+        raise InvalidArgument(f"{name} must be >= {minimum}, got {value}")
+    if maximum is not None and value > maximum:
+        raise InvalidArgument(f"{name} must be <= {maximum}, got {value}")
+    return value
+
+
+def require_positive_float(name: str, value: object) -> float:
+    """Return ``value`` as a finite float > 0, or raise ``InvalidArgument`` naming ``name``."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise InvalidArgument(f"{name} must be a real number, got {value!r}")
+    value = float(value)
+    if not math.isfinite(value) or value <= 0:
+        raise InvalidArgument(f"{name} must be a finite number > 0, got {value}")
+    return value
+
+
+def require_fraction(name: str, value: object) -> float:
+    """Return ``value`` as a float strictly inside (0, 1), or raise ``InvalidArgument``."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise InvalidArgument(f"{name} must be a real number, got {value!r}")
+    value = float(value)
+    if not 0.0 < value < 1.0:
+        raise InvalidArgument(f"{name} must lie strictly between 0 and 1, got {value}")
+    return value

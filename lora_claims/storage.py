@@ -1,0 +1,97 @@
+"""Atomic file writes and a result cache keyed by a hash of the run's configuration.
+
+Expensive runs (Monte-Carlo sweeps, fine-tuning) are cached on disk so that the audit and the test
+suite can share them, and an interrupted sweep resumes where it stopped. Every write goes to a
+temporary file in the target folder first and is then renamed, so a reader never sees half a file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+DEFAULT_CACHE_DIR = Path(os.environ.get("LORA_CLAIMS_CACHE", Path.home() / ".cache" / "lora-claims"))
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
+    """Write ``data`` to ``path`` so that the file is either absent, old, or complete."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
+    return atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def to_json(obj: Any) -> str:
+    """Serialize with stable key order; numpy scalars and paths become plain JSON values."""
+    return json.dumps(obj, indent=2, sort_keys=True, default=_json_default) + "\n"
+
+
+def atomic_write_json(path: str | os.PathLike, obj: Any) -> Path:
+    return atomic_write_text(path, to_json(obj))
+
+
+def _json_default(value: Any) -> Any:
+    if hasattr(value, "tolist"):  # numpy arrays and scalars, torch tensors
+        return value.tolist()
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    raise TypeError(f"cannot serialize {type(value).__name__} to JSON")
+
+
+def config_hash(config: dict[str, Any]) -> str:
+    """A short, stable hash of a JSON-serializable configuration."""
+    canonical = json.dumps(config, sort_keys=True, default=_json_default, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:16]
+
+
+class ResultCache:
+    """JSON results on disk, one file per (kind, configuration hash)."""
+
+    def __init__(self, root: str | os.PathLike | None = None):
+        self.root = Path(root) if root is not None else DEFAULT_CACHE_DIR
+
+    def path(self, kind: str, config: dict[str, Any]) -> Path:
+        return self.root / kind / f"{config_hash(config)}.json"
+
+    def load(self, kind: str, config: dict[str, Any]) -> dict[str, Any] | None:
+        path = self.path(kind, config)
+        if not path.exists():
+            return None
+        try:
+            record = json.loads(path.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            path.unlink(missing_ok=True)  # only a foreign writer could leave this; recompute
+            return None
+        return record if record.get("config") == json.loads(to_json(config)) else None
+
+    def store(self, kind: str, config: dict[str, Any], result: dict[str, Any]) -> dict[str, Any]:
+        record = {"config": config, "config_hash": config_hash(config), "result": result}
+        atomic_write_json(self.path(kind, config), record)
+        return record
+
+    def get_or_compute(
+        self, kind: str, config: dict[str, Any], compute: Callable[[], dict[str, Any]]
+    ) -> dict[str, Any]:
+        """Return the cached result for ``config``, computing and storing it on a miss."""
+        record = self.load(kind, config)
+        if record is None:
+            record = self.store(kind, config, compute())
+        return record["result"]
