@@ -24,6 +24,8 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, Phase, settings
 
+pytest_plugins = ["pytester"]  # tests/test_conftest_gating.py runs pytest on sample projects
+
 DEFAULT_SEED = 20260505  # the paper's submission date; any fixed value would do
 SEEDS_ENV = "LORA_CLAIMS_SEEDS"
 HYPOTHESIS_PROFILE_ENV = "LORA_CLAIMS_HYPOTHESIS_PROFILE"

@@ -12,6 +12,8 @@ from lora_claims.context import AuditContext
 from lora_claims.environment import environment
 from lora_claims.storage import atomic_write_json, atomic_write_text, to_json
 
+MAX_INLINE_EVIDENCE = 6000  # characters; longer evidence stays in report.json only
+
 
 def report_payload(results: list[ClaimResult], ctx: AuditContext) -> dict[str, Any]:
     return {
@@ -61,9 +63,12 @@ def render_markdown(payload: dict[str, Any]) -> str:
         if claim["seconds"] is not None:
             lines.append(f"- Evaluated in {claim['seconds']:.1f} s")
         lines += [f"- Figure: ![{name}]({name})" for name in claim["figures"]]
-        if claim["evidence"]:
+        evidence = to_json(claim["evidence"]).rstrip()
+        if len(evidence) > MAX_INLINE_EVIDENCE:
+            lines.append(f"- Evidence: keys {', '.join(claim['evidence'])}; in full in report.json")
+        elif claim["evidence"]:
             lines += ["", "<details><summary>Evidence (JSON)</summary>", "", "```json",
-                      to_json(claim["evidence"]).rstrip(), "```", "", "</details>"]
+                      evidence, "```", "", "</details>"]
     packages = ", ".join(f"{k} {v}" for k, v in payload["environment"]["packages"].items() if v)
     lines += ["", "## Environment", "", f"Python {payload['environment']['python']}; {packages}.", ""]
     return "\n".join(lines)

@@ -15,10 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-_UMASK = os.umask(0)
-os.umask(_UMASK)
-
-DEFAULT_CACHE_DIR = Path(os.environ.get("LORA_CLAIMS_CACHE", Path.home() / ".cache" / "lora-claims"))
+CACHE_ENV = "LORA_CLAIMS_CACHE"
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
@@ -27,7 +24,7 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp creates 0600; give the file ordinary permissions
+        os.chmod(tmp, 0o644)  # mkstemp creates 0600; results are meant to be shared
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
             handle.flush()
@@ -70,7 +67,9 @@ class ResultCache:
     """JSON results on disk, one file per (kind, configuration hash)."""
 
     def __init__(self, root: str | os.PathLike | None = None):
-        self.root = Path(root) if root is not None else DEFAULT_CACHE_DIR
+        if root is None:
+            root = os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "lora-claims"
+        self.root = Path(root)
 
     def path(self, kind: str, config: dict[str, Any]) -> Path:
         return self.root / kind / f"{config_hash(config)}.json"
