@@ -264,7 +264,9 @@ def evaluate_c5(ctx: AuditContext) -> ClaimResult:
     tolerances = REGISTRY["C5"].tolerances
     cstar = Fraction(str(tolerances["cstar"]))
     rows = rank_one_margins(cstar)
-    canonical = [r for r in rows if r["encoder"] in CANONICAL_ENCODERS and r["k"] == tolerances["canonical_k"]]
+    canonical = [
+        r for r in rows if r["encoder"] in CANONICAL_ENCODERS and r["k"] == tolerances["canonical_k"]
+    ]
     canonical_binary = [r for r in canonical if r["classes"] == 2]
     canonical_multi = [r for r in canonical if r["classes"] > 2]
     failures = [r for r in rows if not r["holds_per_matrix"]]
