@@ -1,4 +1,4 @@
-"""Command line: ``lora-claims audit | report``."""
+"""Command line: ``lora-claims audit | report | bench-table``."""
 
 from __future__ import annotations
 
@@ -73,6 +73,28 @@ def _run_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_bench_table(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "bench-table", help="Markdown table (rank vs time, memory, parameters, adapter size) "
+                            "from a pytest --benchmark-json file"
+    )
+    parser.add_argument("bench_json", type=Path, help="file written by pytest --benchmark-json")
+    parser.add_argument("--out", type=Path, help="write the Markdown here (default: print it)")
+    parser.set_defaults(handler=_run_bench_table)
+
+
+def _run_bench_table(args: argparse.Namespace) -> int:
+    from lora_claims.bench_table import load_benchmark_json, render_bench_table
+
+    markdown = render_bench_table(load_benchmark_json(args.bench_json))
+    if args.out:
+        atomic_write_text(args.out, markdown)
+        print(args.out)
+    else:
+        print(markdown, end="")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="lora-claims", description="Audit the claims of arXiv 2605.03724 about LoRA rank."
@@ -80,6 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", required=True)
     _add_audit(subparsers)
     _add_report(subparsers)
+    _add_bench_table(subparsers)
     return parser
 
 

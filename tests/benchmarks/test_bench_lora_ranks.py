@@ -1,0 +1,99 @@
+"""What rank 1 saves: LoRA training-step time, evaluation throughput, peak memory, optimizer state,
+trainable parameters and adapter size, for r in RANKS on the real encoders.
+
+Measurements, not checks: absolute times depend on the machine, so nothing here asserts one (the
+ratio checks that CI runs are in test_lora_rank_ratios.py). Marked ``slow``; ``tox -e bench`` runs
+them with ``--benchmark-only`` into bench/results.json, and ``lora-claims bench-table`` renders
+that file as the README's table. The ``cuda`` variants run under ``pytest -m gpu``.
+"""
+
+from __future__ import annotations
+
+import pytest
+from lora_rank_setup import (
+    BENCH_ENCODERS,
+    EVAL_BATCH,
+    RANKS,
+    TRAIN_BATCH,
+    BenchEncoder,
+    build_lora_model,
+    encoder_path,
+    expected_lora_parameters,
+    fixed_batch,
+    make_eval_step,
+    make_train_step,
+    optimizer_state_bytes,
+    parameter_counts,
+    peak_memory_bytes,
+    synchronize,
+    workload_info,
+)
+
+pytestmark = pytest.mark.slow
+
+ROUNDS = 5  # timed rounds per benchmark, after one warm-up round
+TARGETS = [pytest.param("cpu", id="cpu"), pytest.param("cuda", id="cuda", marks=pytest.mark.gpu)]
+
+
+def _timed(benchmark, step, device: str) -> None:
+    def synchronized_step() -> None:
+        step()
+        synchronize(device)
+
+    benchmark.pedantic(synchronized_step, rounds=ROUNDS, warmup_rounds=1, iterations=1)
+
+
+def _record(benchmark, measure: str, encoder: BenchEncoder, rank: int, batch_size: int, device: str) -> None:
+    benchmark.group = f"{encoder.key}-{measure}-{device}"
+    benchmark.extra_info.update(
+        {"measure": measure, "encoder": encoder.hub_id, "lora_rank": rank, "batch_size": batch_size,
+         **workload_info(device)}
+    )
+
+
+@pytest.mark.parametrize("target", TARGETS)
+@pytest.mark.parametrize("rank", RANKS)
+@pytest.mark.parametrize("encoder_key", BENCH_ENCODERS)
+def test_train_step(benchmark, encoder_key, rank, target, device, model_paths):
+    encoder = BENCH_ENCODERS[encoder_key]
+    path = encoder_path(encoder, model_paths)
+    model = build_lora_model(path, encoder, rank, device)
+    step, optimizer = make_train_step(model, fixed_batch(path, TRAIN_BATCH, device))
+    counts = parameter_counts(model)
+    assert counts["lora_parameters"] == expected_lora_parameters(model, encoder, rank)
+
+    _record(benchmark, "train_step", encoder, rank, TRAIN_BATCH, device)
+    _timed(benchmark, step, device)
+    benchmark.extra_info.update(counts)
+    benchmark.extra_info["optimizer_state_bytes"] = optimizer_state_bytes(optimizer)
+    benchmark.extra_info.update(peak_memory_bytes(step, device))
+
+
+@pytest.mark.parametrize("target", TARGETS)
+@pytest.mark.parametrize("rank", RANKS)
+@pytest.mark.parametrize("encoder_key", BENCH_ENCODERS)
+def test_eval_batch(benchmark, encoder_key, rank, target, device, model_paths):
+    encoder = BENCH_ENCODERS[encoder_key]
+    path = encoder_path(encoder, model_paths)
+    model = build_lora_model(path, encoder, rank, device)
+    step = make_eval_step(model, fixed_batch(path, EVAL_BATCH, device))
+
+    _record(benchmark, "eval_batch", encoder, rank, EVAL_BATCH, device)
+    _timed(benchmark, step, device)
+    benchmark.extra_info.update(peak_memory_bytes(step, device))
+
+
+@pytest.mark.parametrize("rank", RANKS)
+@pytest.mark.parametrize("encoder_key", BENCH_ENCODERS)
+def test_save_adapter(benchmark, encoder_key, rank, model_paths, tmp_path):
+    """peft's save_pretrained of the adapter (LoRA factors plus the trainable head)."""
+    encoder = BENCH_ENCODERS[encoder_key]
+    path = encoder_path(encoder, model_paths)
+    model = build_lora_model(path, encoder, rank, "cpu")
+    folders = iter(tmp_path / f"round{i}" for i in range(ROUNDS + 1))
+
+    _record(benchmark, "save_adapter", encoder, rank, 0, "cpu")
+    benchmark.pedantic(lambda: model.save_pretrained(next(folders)), rounds=ROUNDS, warmup_rounds=1)
+    weights = tmp_path / "round0" / "adapter_model.safetensors"
+    benchmark.extra_info["adapter_file_bytes"] = weights.stat().st_size
+    benchmark.extra_info.update(parameter_counts(model))
