@@ -231,5 +231,5 @@ def best_seconds(steps: dict[str, Callable[[], None]], repeats: int, device: str
 
 
 def workload_info(device: str) -> dict[str, int | str]:
-    return {"seq_len": SEQ_LEN, "num_labels": NUM_LABELS, "device": device,
+    return {"num_labels": NUM_LABELS, "device": device,
             "torch_threads": torch.get_num_threads(), "cpu_count": os.cpu_count() or 0}

@@ -14,6 +14,7 @@ from lora_rank_setup import (
     BENCH_ENCODERS,
     EVAL_BATCH,
     RANKS,
+    SEQ_LEN,
     TRAIN_BATCH,
     BenchEncoder,
     build_lora_model,
@@ -43,12 +44,10 @@ def _timed(benchmark, step, device: str) -> None:
     benchmark.pedantic(synchronized_step, rounds=ROUNDS, warmup_rounds=1, iterations=1)
 
 
-def _record(benchmark, measure: str, encoder: BenchEncoder, rank: int, batch_size: int, device: str) -> None:
+def _record(benchmark, measure: str, encoder: BenchEncoder, rank: int, device: str, **workload) -> None:
     benchmark.group = f"{encoder.key}-{measure}-{device}"
-    benchmark.extra_info.update(
-        {"measure": measure, "encoder": encoder.hub_id, "lora_rank": rank, "batch_size": batch_size,
-         **workload_info(device)}
-    )
+    benchmark.extra_info.update({"measure": measure, "encoder": encoder.hub_id, "lora_rank": rank,
+                                 **workload_info(device), **workload})
 
 
 @pytest.mark.parametrize("target", TARGETS)
@@ -62,7 +61,7 @@ def test_train_step(benchmark, encoder_key, rank, target, device, model_paths):
     counts = parameter_counts(model)
     assert counts["lora_parameters"] == expected_lora_parameters(model, encoder, rank)
 
-    _record(benchmark, "train_step", encoder, rank, TRAIN_BATCH, device)
+    _record(benchmark, "train_step", encoder, rank, device, batch_size=TRAIN_BATCH, seq_len=SEQ_LEN)
     _timed(benchmark, step, device)
     benchmark.extra_info.update(counts)
     benchmark.extra_info["optimizer_state_bytes"] = optimizer_state_bytes(optimizer)
@@ -78,7 +77,7 @@ def test_eval_batch(benchmark, encoder_key, rank, target, device, model_paths):
     model = build_lora_model(path, encoder, rank, device)
     step = make_eval_step(model, fixed_batch(path, EVAL_BATCH, device))
 
-    _record(benchmark, "eval_batch", encoder, rank, EVAL_BATCH, device)
+    _record(benchmark, "eval_batch", encoder, rank, device, batch_size=EVAL_BATCH, seq_len=SEQ_LEN)
     _timed(benchmark, step, device)
     benchmark.extra_info.update(peak_memory_bytes(step, device))
 
@@ -92,7 +91,7 @@ def test_save_adapter(benchmark, encoder_key, rank, model_paths, tmp_path):
     model = build_lora_model(path, encoder, rank, "cpu")
     folders = iter(tmp_path / f"round{i}" for i in range(ROUNDS + 1))
 
-    _record(benchmark, "save_adapter", encoder, rank, 0, "cpu")
+    _record(benchmark, "save_adapter", encoder, rank, "cpu")
     benchmark.pedantic(lambda: model.save_pretrained(next(folders)), rounds=ROUNDS, warmup_rounds=1)
     weights = tmp_path / "round0" / "adapter_model.safetensors"
     benchmark.extra_info["adapter_file_bytes"] = weights.stat().st_size
