@@ -98,8 +98,8 @@ def _rank_table(entries: list[dict[str, Any]]) -> str:
         key = (str(info.get("encoder", "?")), str(info.get("device", "?")), int(info["lora_rank"]))
         rows.setdefault(key, {})[str(info.get("measure", entry["name"]))] = entry
     lines = [
-        "| encoder | device | r | train step (median ± IQR) | eval (sentences/s) | train peak memory "
-        "| optimizer state | LoRA params | head params | adapter file |",
+        "| encoder | device | r | train step (median ± IQR) | eval (sentences/s) "
+        "| train peak memory (step's own) | optimizer state | LoRA params | head params | adapter file |",
         "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for (encoder, device, rank), measures in sorted(rows.items()):
@@ -110,7 +110,7 @@ def _rank_table(entries: list[dict[str, Any]]) -> str:
             encoder.rsplit("/", 1)[-1], device, str(rank),
             _time_cell(train),
             _throughput_cell(evaluation),
-            _bytes(_info(train).get("peak_memory_bytes"), "MiB"),
+            _peak_memory_cell(_info(train)),
             _bytes(_info(train).get("optimizer_state_bytes"), "KiB"),
             _count(counts.get("lora_parameters")),
             _count(counts.get("head_parameters")),
@@ -160,6 +160,15 @@ def _throughput_cell(entry: dict[str, Any] | None) -> str:
     if entry is None or not batch or entry["stats"]["median"] <= 0:
         return "–"
     return f"{batch / entry['stats']['median']:.1f}"
+
+
+def _peak_memory_cell(info: dict[str, Any]) -> str:
+    if "peak_memory_bytes" not in info:
+        return "–"
+    cell = _bytes(info["peak_memory_bytes"], "MiB")
+    if "peak_memory_above_start_bytes" in info:
+        cell += f" (+{info['peak_memory_above_start_bytes'] / 1024**2:,.1f})"
+    return cell
 
 
 def _seconds(value: float) -> str:

@@ -44,7 +44,8 @@ def bench_payload() -> dict:
             _entry(f"test_train_step[minilm-{rank}-cpu]", "minilm-train_step-cpu", 0.5,
                    _rank_info("train_step", rank, lora_parameters=9_216 * rank, head_parameters=770,
                               optimizer_state_bytes=8 * (9_216 * rank + 770) + 104,
-                              peak_memory_bytes=600 * 1024**2, peak_memory_kind="rss")),
+                              peak_memory_bytes=600 * 1024**2, peak_memory_above_start_bytes=12 * 1024**2,
+                              peak_memory_kind="rss")),
             _entry(f"test_eval_batch[minilm-{rank}-cpu]", "minilm-eval_batch-cpu", 0.25,
                    _rank_info("eval_batch", rank, peak_memory_bytes=550 * 1024**2, peak_memory_kind="rss")),
             _entry(f"test_save_adapter[minilm-{rank}]", "minilm-save_adapter-cpu", 0.08,
@@ -76,7 +77,7 @@ def test_rank_table_has_one_row_per_rank_with_every_measure(bench_payload):
     assert rank1[1] == "cpu"
     assert rank1[3] == "500 ms ± 10 ms"
     assert rank1[4] == "128.0"  # 32 sentences in 0.25 s
-    assert rank1[5] == "600.0 MiB"
+    assert rank1[5] == "600.0 MiB (+12.0)"
     assert rank1[6] == f"{(8 * (9_216 + 770) + 104) / 1024:,.1f} KiB"
     assert rank1[7:9] == ["9,216", "770"]
     assert rank1[9] == f"{(4 * 9_986 + 3_480) / 1024:,.1f} KiB"
