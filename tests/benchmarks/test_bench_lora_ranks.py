@@ -33,7 +33,6 @@ from lora_rank_setup import (
 pytestmark = pytest.mark.slow
 
 ROUNDS = 5  # timed rounds per benchmark, after one warm-up round
-TARGETS = [pytest.param("cpu", id="cpu"), pytest.param("cuda", id="cuda", marks=pytest.mark.gpu)]
 
 
 def _timed(benchmark, step, device: str) -> None:
@@ -50,13 +49,31 @@ def _record(benchmark, measure: str, encoder: BenchEncoder, rank: int, device: s
                                  **workload_info(device), **workload})
 
 
-@pytest.mark.parametrize("target", TARGETS)
-@pytest.mark.parametrize("rank", RANKS)
-@pytest.mark.parametrize("encoder_key", BENCH_ENCODERS)
-def test_train_step(benchmark, encoder_key, rank, target, device, model_paths):
-    encoder = BENCH_ENCODERS[encoder_key]
+@pytest.fixture(params=BENCH_ENCODERS)
+def encoder(request) -> BenchEncoder:
+    return BENCH_ENCODERS[request.param]
+
+
+@pytest.fixture(params=RANKS)
+def rank(request) -> int:
+    return request.param
+
+
+@pytest.fixture(params=[pytest.param("cpu"), pytest.param("cuda", marks=pytest.mark.gpu)])
+def on_each_device(request) -> None:
+    """A cpu and a gpu-marked cuda variant of a test; the ``device`` fixture follows the marker."""
+
+
+@pytest.fixture
+def lora_model(encoder, rank, device, model_paths):
+    """The encoder's folder and a fresh LoRA model of ``rank`` on ``device``."""
     path = encoder_path(encoder, model_paths)
-    model = build_lora_model(path, encoder, rank, device)
+    return path, build_lora_model(path, encoder, rank, device)
+
+
+@pytest.mark.usefixtures("on_each_device")
+def test_train_step(benchmark, lora_model, encoder, rank, device):
+    path, model = lora_model
     step, optimizer = make_train_step(model, fixed_batch(path, TRAIN_BATCH, device))
     counts = parameter_counts(model)
     assert counts["lora_parameters"] == expected_lora_parameters(model, encoder, rank)
@@ -68,13 +85,9 @@ def test_train_step(benchmark, encoder_key, rank, target, device, model_paths):
     benchmark.extra_info.update(peak_memory_bytes(step, device))
 
 
-@pytest.mark.parametrize("target", TARGETS)
-@pytest.mark.parametrize("rank", RANKS)
-@pytest.mark.parametrize("encoder_key", BENCH_ENCODERS)
-def test_eval_batch(benchmark, encoder_key, rank, target, device, model_paths):
-    encoder = BENCH_ENCODERS[encoder_key]
-    path = encoder_path(encoder, model_paths)
-    model = build_lora_model(path, encoder, rank, device)
+@pytest.mark.usefixtures("on_each_device")
+def test_eval_batch(benchmark, lora_model, encoder, rank, device):
+    path, model = lora_model
     step = make_eval_step(model, fixed_batch(path, EVAL_BATCH, device))
 
     _record(benchmark, "eval_batch", encoder, rank, device, batch_size=EVAL_BATCH, seq_len=SEQ_LEN)
@@ -82,16 +95,12 @@ def test_eval_batch(benchmark, encoder_key, rank, target, device, model_paths):
     benchmark.extra_info.update(peak_memory_bytes(step, device))
 
 
-@pytest.mark.parametrize("rank", RANKS)
-@pytest.mark.parametrize("encoder_key", BENCH_ENCODERS)
-def test_save_adapter(benchmark, encoder_key, rank, model_paths, tmp_path):
+def test_save_adapter(benchmark, lora_model, encoder, rank, device, tmp_path):
     """peft's save_pretrained of the adapter (LoRA factors plus the trainable head)."""
-    encoder = BENCH_ENCODERS[encoder_key]
-    path = encoder_path(encoder, model_paths)
-    model = build_lora_model(path, encoder, rank, "cpu")
+    _, model = lora_model
     folders = iter(tmp_path / f"round{i}" for i in range(ROUNDS + 1))
 
-    _record(benchmark, "save_adapter", encoder, rank, "cpu")
+    _record(benchmark, "save_adapter", encoder, rank, device)
     benchmark.pedantic(lambda: model.save_pretrained(next(folders)), rounds=ROUNDS, warmup_rounds=1)
     weights = tmp_path / "round0" / "adapter_model.safetensors"
     benchmark.extra_info["adapter_file_bytes"] = weights.stat().st_size
