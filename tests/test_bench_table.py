@@ -77,7 +77,7 @@ def test_rank_table_has_one_row_per_rank_with_every_measure(bench_payload):
     assert rank1[1] == "cpu"
     assert rank1[3] == "500 ms ± 10 ms"
     assert rank1[4] == "128.0"  # 32 sentences in 0.25 s
-    assert rank1[5] == "600.0 MiB (+12.0)"
+    assert rank1[5] == "600.0 MiB"  # a resident set's share "above start" depends on earlier tests
     assert rank1[6] == f"{(8 * (9_216 + 770) + 104) / 1024:,.1f} KiB"
     assert rank1[7:9] == ["9,216", "770"]
     assert rank1[9] == f"{(4 * 9_986 + 3_480) / 1024:,.1f} KiB"
@@ -91,6 +91,16 @@ def test_rank_table_has_one_row_per_rank_with_every_measure(bench_payload):
 def test_benchmarks_without_a_rank_are_listed_separately(bench_payload):
     rows = _rows(render_bench_table(bench_payload), "| test_cstar_batched ")
     assert rows == [["test_cstar_batched", "cstar", "4.2 ms", "10 ms", "5"]]
+
+
+def test_cuda_rows_show_the_steps_own_allocation(bench_payload):
+    for entry in bench_payload["benchmarks"]:
+        if "peak_memory_kind" in entry["extra_info"]:
+            entry["extra_info"].update(device="cuda", peak_memory_kind="cuda_allocated")
+    markdown = render_bench_table(bench_payload)
+    rows = _rows(markdown, "| all-MiniLM-L6-v2 | cuda ")
+    assert rows[0][5] == "600.0 MiB (step: 12.0)"
+    assert "Peak memory: torch's CUDA allocator." in markdown
 
 
 def test_missing_measures_show_as_dashes(bench_payload):

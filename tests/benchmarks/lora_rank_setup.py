@@ -163,9 +163,12 @@ def synchronize(device: str) -> None:
 def peak_memory_bytes(run: Callable[[], None], device: str) -> dict[str, int | str]:
     """Peak memory while ``run`` executes once: torch's allocator on CUDA, resident set on CPU.
 
-    On Linux the process's resident-set high-water mark (VmHWM) can be reset by writing 5 to
-    /proc/self/clear_refs, which makes the peak a property of this one call rather than of the
-    whole session; where that is not possible the session-wide peak is reported and labelled so.
+    Call it on the first run of a step: later runs reuse memory the first one left in the process,
+    so only the first shows what the step needs (activations, gradients, optimizer state). On Linux
+    the resident-set high-water mark (VmHWM) is reset by writing 5 to /proc/self/clear_refs, which
+    makes the peak a property of this call rather than of the whole session; where that is not
+    possible the session-wide peak is reported and labelled so. The kernel updates VmHWM lazily,
+    so the share above the start is clamped at zero.
     """
     if device.startswith("cuda"):
         synchronize(device)
@@ -176,11 +179,11 @@ def peak_memory_bytes(run: Callable[[], None], device: str) -> dict[str, int | s
         peak = torch.cuda.max_memory_allocated(device)
         return {"peak_memory_bytes": peak, "peak_memory_above_start_bytes": peak - before,
                 "peak_memory_kind": "cuda_allocated"}
-    reset = _reset_resident_peak()
     before = _status_bytes("VmRSS")
+    reset = _reset_resident_peak()
     run()
     peak = _status_bytes("VmHWM")
-    return {"peak_memory_bytes": peak, "peak_memory_above_start_bytes": peak - before,
+    return {"peak_memory_bytes": peak, "peak_memory_above_start_bytes": max(0, peak - before),
             "peak_memory_kind": "rss" if reset else "rss_session_peak"}
 
 

@@ -32,15 +32,17 @@ from lora_rank_setup import (
 
 pytestmark = pytest.mark.slow
 
-ROUNDS = 5  # timed rounds per benchmark, after one warm-up round
+ROUNDS = 5  # timed rounds per benchmark, after one warm-up round that measures memory
 
 
-def _timed(benchmark, step, device: str) -> None:
+def _measured(benchmark, step, device: str) -> None:
+    """Peak memory of the first call (which is also the warm-up), then ROUNDS timed calls."""
     def synchronized_step() -> None:
         step()
         synchronize(device)
 
-    benchmark.pedantic(synchronized_step, rounds=ROUNDS, warmup_rounds=1, iterations=1)
+    benchmark.extra_info.update(peak_memory_bytes(synchronized_step, device))
+    benchmark.pedantic(synchronized_step, rounds=ROUNDS, iterations=1)
 
 
 def _record(benchmark, measure: str, encoder: BenchEncoder, rank: int, device: str, **workload) -> None:
@@ -79,10 +81,9 @@ def test_train_step(benchmark, lora_model, encoder, rank, device):
     assert counts["lora_parameters"] == expected_lora_parameters(model, encoder, rank)
 
     _record(benchmark, "train_step", encoder, rank, device, batch_size=TRAIN_BATCH, seq_len=SEQ_LEN)
-    _timed(benchmark, step, device)
+    _measured(benchmark, step, device)
     benchmark.extra_info.update(counts)
     benchmark.extra_info["optimizer_state_bytes"] = optimizer_state_bytes(optimizer)
-    benchmark.extra_info.update(peak_memory_bytes(step, device))
 
 
 @pytest.mark.usefixtures("on_each_device")
@@ -91,8 +92,7 @@ def test_eval_batch(benchmark, lora_model, encoder, rank, device):
     step = make_eval_step(model, fixed_batch(path, EVAL_BATCH, device))
 
     _record(benchmark, "eval_batch", encoder, rank, device, batch_size=EVAL_BATCH, seq_len=SEQ_LEN)
-    _timed(benchmark, step, device)
-    benchmark.extra_info.update(peak_memory_bytes(step, device))
+    _measured(benchmark, step, device)
 
 
 def test_save_adapter(benchmark, lora_model, encoder, rank, device, tmp_path):
