@@ -1,0 +1,1 @@
+"""Claim evaluators: ``evaluate_cN(ctx) -> ClaimResult``, referenced from the claim registry."""
