@@ -45,7 +45,9 @@ def solve_nuclear(problem: LinearizedProblem, lam: float, steps: int = 2000) -> 
     delta = torch.zeros(problem.instances, m, n, dtype=flat.dtype)
     momentum_point, t = delta.clone(), 1.0
     for _ in range(steps):
-        grad = problem.features.adjoint(problem.loss_at(problem.f0 + problem.features.outputs_dense(momentum_point)).grad)
+        grad = problem.features.adjoint(
+            problem.loss_at(problem.f0 + problem.features.outputs_dense(momentum_point)).grad
+        )
         u, s, vh = torch.linalg.svd(momentum_point - step * grad, full_matrices=False)
         new_delta = u @ torch.diag_embed((s - step * lam).clamp_min(0)) @ vh
         t_next = (1 + (1 + 4 * t * t) ** 0.5) / 2

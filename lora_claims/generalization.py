@@ -43,7 +43,9 @@ from lora_claims.training import TrainConfig, train
 CONTRACTION = 2.0  # sqrt(2) (vector contraction) x sqrt(2) (Lipschitz constant of CE)
 
 
-def nuclear_ball_complexity(features: DenseFeatures, draws: int = 64, seed: int = 0) -> torch.Tensor:
+def nuclear_ball_complexity(
+    features: DenseFeatures, draws: int = 64, seed: int = 0
+) -> torch.Tensor:
     """E_sigma ||(1/N) sum_jk sigma_jk G_jk||_op per instance: the Rademacher complexity of the unit
     nuclear-norm ball on these features (Monte Carlo over ``draws`` sign vectors)."""
     draws = require_int("draws", draws)
@@ -89,9 +91,13 @@ def _teacher(trials, m, n, rank, rho, generator):
 def _sample(delta, n_examples, n_outputs, generator):
     """Gaussian features and labels drawn from softmax(<G, Delta*>): a well-specified CE model."""
     trials, m, n = delta.shape
-    features = DenseFeatures(torch.randn(trials, n_examples, n_outputs, m, n, generator=generator, dtype=DTYPE))
+    features = DenseFeatures(
+        torch.randn(trials, n_examples, n_outputs, m, n, generator=generator, dtype=DTYPE)
+    )
     probs = torch.softmax(features.outputs_dense(delta), dim=-1)
-    labels = torch.multinomial(probs.reshape(-1, n_outputs), 1, generator=generator).view(trials, n_examples)
+    labels = torch.multinomial(probs.reshape(-1, n_outputs), 1, generator=generator).view(
+        trials, n_examples
+    )
     return features, labels
 
 
@@ -102,16 +108,34 @@ def _repeat_features(features: DenseFeatures, copies: int) -> DenseFeatures:
 def _train_ranks(features, labels, ranks, rho, steps, seed):
     """Train each rank on the same instances (ranks stacked on the instance axis)."""
     trials = labels.shape[0]
-    problem = LinearizedProblem(_repeat_features(features, len(ranks)), labels.repeat(len(ranks), 1))
+    problem = LinearizedProblem(
+        _repeat_features(features, len(ranks)), labels.repeat(len(ranks), 1)
+    )
     rank_of = torch.tensor(ranks).repeat_interleave(trials)
-    result = train(problem, TrainConfig(rank=max(ranks), steps=steps, max_norm=rho), ranks=rank_of,
-                   generator=torch.Generator().manual_seed(seed))
+    result = train(
+        problem,
+        TrainConfig(rank=max(ranks), steps=steps, max_norm=rho),
+        ranks=rank_of,
+        generator=torch.Generator().manual_seed(seed),
+    )
     return result, problem
 
 
-def teacher_student(n_outputs: int, teacher_rank: int, m: int, n: int, n_train: int, n_test: int,
-                    ranks: list[int], trials: int, steps: int, rho: float = 3.0, bias_factor: int = 10,
-                    bias_trials: int | None = None, seed: int = 0) -> dict:
+def teacher_student(
+    n_outputs: int,
+    teacher_rank: int,
+    m: int,
+    n: int,
+    n_train: int,
+    n_test: int,
+    ranks: list[int],
+    trials: int,
+    steps: int,
+    rho: float = 3.0,
+    bias_factor: int = 10,
+    bias_trials: int | None = None,
+    seed: int = 0,
+) -> dict:
     """Test CE by student rank, the bias/variance terms and the bound's predicted rank.
 
     Teacher: rank ``teacher_rank`` with ||Delta*||_F = rho; labels sampled from its softmax. Student:
@@ -127,16 +151,27 @@ def teacher_student(n_outputs: int, teacher_rank: int, m: int, n: int, n_train: 
     delta = _teacher(trials, m, n, teacher_rank, rho, generator)
     train_features, train_labels = _sample(delta, n_train, n_outputs, generator)
     test_features, test_labels = _sample(delta, n_test, n_outputs, generator)
-    bias_trials = trials if bias_trials is None else require_int("bias_trials", bias_trials, maximum=trials)
-    big_features, big_labels = _sample(delta[:bias_trials], n_train * bias_factor, n_outputs, generator)
+    bias_trials = (
+        trials if bias_trials is None else require_int("bias_trials", bias_trials, maximum=trials)
+    )
+    big_features, big_labels = _sample(
+        delta[:bias_trials], n_train * bias_factor, n_outputs, generator
+    )
 
     fitted, _ = _train_ranks(train_features, train_labels, ranks, rho, steps, seed + 1)
-    test_problem = LinearizedProblem(_repeat_features(test_features, len(ranks)),
-                                     test_labels.repeat(len(ranks), 1))
-    test_loss = test_problem.loss_at(test_problem.outputs(fitted.b, fitted.a)).loss.view(len(ranks), trials)
+    test_problem = LinearizedProblem(
+        _repeat_features(test_features, len(ranks)), test_labels.repeat(len(ranks), 1)
+    )
+    test_loss = test_problem.loss_at(test_problem.outputs(fitted.b, fitted.a)).loss.view(
+        len(ranks), trials
+    )
     biased, _ = _train_ranks(big_features, big_labels, ranks, rho, steps, seed + 2)
     bias = biased.objective.view(len(ranks), bias_trials).mean(dim=1).numpy()
-    bayes = LinearizedProblem(test_features, test_labels).loss_at(test_features.outputs_dense(delta)).loss
+    bayes = (
+        LinearizedProblem(test_features, test_labels)
+        .loss_at(test_features.outputs_dense(delta))
+        .loss
+    )
 
     complexity = float(nuclear_ball_complexity(train_features, seed=seed + 3).mean())
     variance = rademacher_bound(ranks, rho, complexity)
@@ -145,19 +180,44 @@ def teacher_student(n_outputs: int, teacher_rank: int, m: int, n: int, n_train: 
     best_index = int(np.argmin(means))
     best = ranks[best_index]
     difference = mean_interval((test_loss[0] - test_loss[best_index]).numpy())
+    second = (
+        mean_interval((test_loss[1] - test_loss[0]).numpy()) if len(ranks) > 1 else (0.0, 0.0, 0.0)
+    )
     per_rank = []
     for index, rank in enumerate(ranks):
         mean, low, high = mean_interval(test_loss[index].numpy())
-        per_rank.append({"rank": rank, "test_loss": mean, "test_ci": [low, high],
-                         "train_loss": float(fitted.objective.view(len(ranks), trials)[index].mean()),
-                         "bias": float(bias[index]), "variance": float(variance[index]),
-                         "bound": float(bias[index] + variance[index])})
-    return {"K": n_outputs, "teacher_rank": teacher_rank, "m": m, "n": n, "N": n_train, "n_test": n_test,
-            "trials": trials, "rho": rho, "steps": steps, "bias_factor": bias_factor, "bias_trials": bias_trials,
-            "bayes_test_loss": float(bayes.mean()), "complexity_unit_ball": complexity,
-            "per_rank": per_rank, "predicted_rank": predicted, "measured_rank": best,
-            "test_loss_r1_minus_best": {"mean": difference[0], "ci": [difference[1], difference[2]]},
-            "bound_flip_N": _flip_sample_size(ranks, bias, variance, n_train)}
+        per_rank.append(
+            {
+                "rank": rank,
+                "test_loss": mean,
+                "test_ci": [low, high],
+                "train_loss": float(fitted.objective.view(len(ranks), trials)[index].mean()),
+                "bias": float(bias[index]),
+                "variance": float(variance[index]),
+                "bound": float(bias[index] + variance[index]),
+            }
+        )
+    return {
+        "K": n_outputs,
+        "teacher_rank": teacher_rank,
+        "m": m,
+        "n": n,
+        "N": n_train,
+        "n_test": n_test,
+        "trials": trials,
+        "rho": rho,
+        "steps": steps,
+        "bias_factor": bias_factor,
+        "bias_trials": bias_trials,
+        "bayes_test_loss": float(bayes.mean()),
+        "complexity_unit_ball": complexity,
+        "per_rank": per_rank,
+        "predicted_rank": predicted,
+        "measured_rank": best,
+        "test_loss_r1_minus_best": {"mean": difference[0], "ci": [difference[1], difference[2]]},
+        "test_loss_second_rank_minus_r1": {"mean": second[0], "ci": [second[1], second[2]]},
+        "bound_flip_N": _flip_sample_size(ranks, bias, variance, n_train),
+    }
 
 
 def _flip_sample_size(ranks, bias, variance, n_train) -> float | None:

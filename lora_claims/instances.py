@@ -20,8 +20,15 @@ from lora_claims.linearized import DTYPE, LinearizedProblem, gaussian_features, 
 FEATURE_SOURCES = ("gaussian", "layer")
 
 
-def random_features(source: str, instances: int, n_examples: int, n_outputs: int, m: int, n: int,
-                    generator: torch.Generator):
+def random_features(
+    source: str,
+    instances: int,
+    n_examples: int,
+    n_outputs: int,
+    m: int,
+    n: int,
+    generator: torch.Generator,
+):
     if source == "gaussian":
         return gaussian_features(instances, n_examples, n_outputs, m, n, generator=generator)
     if source == "layer":
@@ -31,9 +38,18 @@ def random_features(source: str, instances: int, n_examples: int, n_outputs: int
     raise InvalidArgument(f"source must be one of {', '.join(FEATURE_SOURCES)}, got {source!r}")
 
 
-def random_problem(source: str, instances: int, n_examples: int, n_outputs: int, m: int, n: int,
-                   loss: str = "cross_entropy", f0_scale: float = 0.5, seed: int = 0,
-                   mask: torch.Tensor | None = None) -> LinearizedProblem:
+def random_problem(
+    source: str,
+    instances: int,
+    n_examples: int,
+    n_outputs: int,
+    m: int,
+    n: int,
+    loss: str = "cross_entropy",
+    f0_scale: float = 0.5,
+    seed: int = 0,
+    mask: torch.Tensor | None = None,
+) -> LinearizedProblem:
     """A batch of ``instances`` random problems with uniform random labels.
 
     For ``squared`` the targets are the one-hot codes of those labels (squared loss on the same

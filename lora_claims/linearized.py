@@ -55,7 +55,9 @@ class DenseFeatures:
     def __init__(self, g):
         self.g = _batch(_as_tensor("features", g, (4, 5)), 5)
         self.instances, self.n_examples, self.n_outputs, self.m, self.n = self.g.shape
-        self._flat = self.g.reshape(self.instances, self.n_examples * self.n_outputs, self.m * self.n)
+        self._flat = self.g.reshape(
+            self.instances, self.n_examples * self.n_outputs, self.m * self.n
+        )
 
     def outputs(self, b: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
         return self.outputs_dense(b @ a)
@@ -132,13 +134,24 @@ class FactoredFeatures:
 Features = DenseFeatures | FactoredFeatures
 
 
-def gaussian_features(instances: int, n_examples: int, n_outputs: int, m: int, n: int,
-                      generator: torch.Generator | None = None) -> DenseFeatures:
+def gaussian_features(
+    instances: int,
+    n_examples: int,
+    n_outputs: int,
+    m: int,
+    n: int,
+    generator: torch.Generator | None = None,
+) -> DenseFeatures:
     """iid N(0, 1) feature matrices, [I, N, K, m, n]."""
     shape = tuple(
         require_int(name, value)
-        for name, value in (("instances", instances), ("n_examples (N)", n_examples),
-                            ("n_outputs (K)", n_outputs), ("m", m), ("n", n))
+        for name, value in (
+            ("instances", instances),
+            ("n_examples (N)", n_examples),
+            ("n_outputs (K)", n_outputs),
+            ("m", m),
+            ("n", n),
+        )
     )
     return DenseFeatures(torch.randn(shape, generator=generator, dtype=DTYPE))
 
@@ -195,25 +208,44 @@ class LinearizedProblem:
         else:
             self.target = _batch(_as_tensor("target", self.target, (2, 3)), 3)
             if self.target.shape[1:] != (n_ex, k):
-                raise InvalidArgument(f"target must have shape [I, {n_ex}, {k}], got {tuple(self.target.shape)}")
-        self.f0 = torch.zeros(1, n_ex, k, dtype=DTYPE) if self.f0 is None else _batch(
-            _as_tensor("f0", self.f0, (2, 3)), 3)
+                raise InvalidArgument(
+                    f"target must have shape [I, {n_ex}, {k}], got {tuple(self.target.shape)}"
+                )
+        self.f0 = (
+            torch.zeros(1, n_ex, k, dtype=DTYPE)
+            if self.f0 is None
+            else _batch(_as_tensor("f0", self.f0, (2, 3)), 3)
+        )
         if self.f0.shape[1:] != (n_ex, k):
-            raise InvalidArgument(f"f0 must have shape [I, {n_ex}, {k}], got {tuple(self.f0.shape)}")
+            raise InvalidArgument(
+                f"f0 must have shape [I, {n_ex}, {k}], got {tuple(self.f0.shape)}"
+            )
         if self.mask is not None:
             self.mask = _batch(torch.as_tensor(self.mask).bool(), 2)
             if self.mask.shape[1:] != (n_ex,) or not self.mask.any(dim=1).all():
-                raise InvalidArgument(f"mask must be [I, {n_ex}] and keep >= 1 example per instance")
-        sizes = {t.shape[0] for t in (self.target, self.f0) + ((self.mask,) if self.mask is not None else ())}
+                raise InvalidArgument(
+                    f"mask must be [I, {n_ex}] and keep >= 1 example per instance"
+                )
+        sizes = {
+            t.shape[0]
+            for t in (self.target, self.f0) + ((self.mask,) if self.mask is not None else ())
+        }
         self.instances = max(sizes | {count})
         if not sizes | {count} <= {1, self.instances}:
-            raise InvalidArgument(f"instance counts disagree across features, target, f0, mask: {sorted(sizes | {count})}")
+            raise InvalidArgument(
+                f"instance counts disagree across features, target, f0, mask: {sorted(sizes | {count})}"
+            )
 
     @property
     def shape(self) -> tuple[int, int, int, int, int]:
         """(I, N, K, m, n)."""
-        return (self.instances, self.features.n_examples, self.features.n_outputs,
-                self.features.m, self.features.n)
+        return (
+            self.instances,
+            self.features.n_examples,
+            self.features.n_outputs,
+            self.features.m,
+            self.features.n,
+        )
 
     def _expand(self, tensor: torch.Tensor, count: int) -> torch.Tensor:
         return tensor.expand(count, *tensor.shape[1:])
@@ -227,8 +259,13 @@ class LinearizedProblem:
         return self.f0 + self.features.outputs(b, a)
 
 
-def objective(problem: LinearizedProblem, b: torch.Tensor, a: torch.Tensor,
-              weight_decay: float = 0.0, with_grad: bool = True):
+def objective(
+    problem: LinearizedProblem,
+    b: torch.Tensor,
+    a: torch.Tensor,
+    weight_decay: float = 0.0,
+    with_grad: bool = True,
+):
     """F(B, A) = L(f0 + <G, B A>) + (weight_decay / 2)(||A||^2 + ||B||^2) per instance.
 
     Returns (F [I], grad_b, grad_a) with the analytic gradients, or (F, None, None).

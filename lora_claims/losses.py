@@ -43,7 +43,9 @@ def squared(f: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor | None = 
     )
 
 
-def cross_entropy(f: torch.Tensor, labels: torch.Tensor, mask: torch.Tensor | None = None) -> LossValue:
+def cross_entropy(
+    f: torch.Tensor, labels: torch.Tensor, mask: torch.Tensor | None = None
+) -> LossValue:
     weights = _weights(mask, f)
     log_probs = torch.log_softmax(f, dim=-1)
     picked = log_probs.gather(-1, labels.unsqueeze(-1))
@@ -88,10 +90,14 @@ def evaluate_loss(
     return LOSSES[loss](f, target, mask)
 
 
-def accuracy(loss: str, f: torch.Tensor, labels: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+def accuracy(
+    loss: str, f: torch.Tensor, labels: torch.Tensor, mask: torch.Tensor | None = None
+) -> torch.Tensor:
     """Per-instance training accuracy [I] of a label loss (argmax, or the sign of one logit)."""
     if loss not in LABEL_LOSSES:
-        raise InvalidArgument(f"accuracy needs a label loss ({', '.join(LABEL_LOSSES)}), got {loss!r}")
+        raise InvalidArgument(
+            f"accuracy needs a label loss ({', '.join(LABEL_LOSSES)}), got {loss!r}"
+        )
     predicted = f.argmax(dim=-1) if f.shape[-1] > 1 else (f[..., 0] > 0).long()
     correct = (predicted == labels).to(f.dtype)
     if mask is None:

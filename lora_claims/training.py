@@ -52,9 +52,13 @@ class TrainConfig:
         require_positive_float("lr", self.lr)
         require_int("max_backtracks", self.max_backtracks)
         if self.method not in METHODS:
-            raise InvalidArgument(f"method must be one of {', '.join(METHODS)}, got {self.method!r}")
+            raise InvalidArgument(
+                f"method must be one of {', '.join(METHODS)}, got {self.method!r}"
+            )
         if self.weight_decay < 0 or not math.isfinite(self.weight_decay):
-            raise InvalidArgument(f"weight_decay must be a finite number >= 0, got {self.weight_decay}")
+            raise InvalidArgument(
+                f"weight_decay must be a finite number >= 0, got {self.weight_decay}"
+            )
         for name in ("max_norm", "init_std", "stop_below"):
             if getattr(self, name) is not None:
                 require_positive_float(name, getattr(self, name))
@@ -70,13 +74,17 @@ class TrainResult:
     steps_run: int = 0
 
 
-def lora_init(problem: LinearizedProblem, ranks, config: TrainConfig, generator: torch.Generator | None):
+def lora_init(
+    problem: LinearizedProblem, ranks, config: TrainConfig, generator: torch.Generator | None
+):
     """B = 0 and A ~ N(0, std^2) with rows beyond each instance's rank set to zero."""
     count, _, _, m, n = problem.shape
     ranks = torch.as_tensor(ranks, dtype=torch.long).expand(count)
     r_max = int(ranks.max())
     if int(ranks.min()) < 1 or r_max > min(m, n):
-        raise InvalidArgument(f"rank must lie in 1..min(m, n) = {min(m, n)}, got {ranks.unique().tolist()}")
+        raise InvalidArgument(
+            f"rank must lie in 1..min(m, n) = {min(m, n)}, got {ranks.unique().tolist()}"
+        )
     a = torch.randn(count, r_max, n, generator=generator, dtype=DTYPE)
     if config.init_std is None:
         std = 1.0 / (ranks.to(DTYPE).sqrt() * n)
@@ -95,12 +103,18 @@ def delta_frobenius(b: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
 def _project(b, a, max_norm):
     if max_norm is None:
         return b, a
-    scale = (max_norm / delta_frobenius(b, a).clamp_min(1e-300)).clamp(max=1.0).sqrt().view(-1, 1, 1)
+    scale = (
+        (max_norm / delta_frobenius(b, a).clamp_min(1e-300)).clamp(max=1.0).sqrt().view(-1, 1, 1)
+    )
     return b * scale, a * scale
 
 
-def train(problem: LinearizedProblem, config: TrainConfig, ranks=None,
-          generator: torch.Generator | None = None) -> TrainResult:
+def train(
+    problem: LinearizedProblem,
+    config: TrainConfig,
+    ranks=None,
+    generator: torch.Generator | None = None,
+) -> TrainResult:
     """Train every instance of ``problem`` from the LoRA initialization; ``ranks`` per instance
     (default: ``config.rank`` for all).
 
@@ -124,7 +138,9 @@ def train(problem: LinearizedProblem, config: TrainConfig, ranks=None,
         history["step_size"].append(eta.clone())
         if config.record_delta_grad:
             residual = problem.loss_at(problem.outputs(b, a)).grad
-            history["delta_grad_sq"].append(problem.features.adjoint(residual).square().sum(dim=(1, 2)))
+            history["delta_grad_sq"].append(
+                problem.features.adjoint(residual).square().sum(dim=(1, 2))
+            )
         if config.stop_below is not None:
             active &= value >= config.stop_below
         if steps_run == config.steps or not bool(active.any()):
@@ -136,10 +152,20 @@ def train(problem: LinearizedProblem, config: TrainConfig, ranks=None,
         value, grad_b, grad_a = objective(problem, b, a, config.weight_decay)
     acc = None
     if problem.loss in LABEL_LOSSES:
-        acc = accuracy(problem.loss, problem.outputs(b, a), problem.target.expand(problem.instances, -1),
-                       None if problem.mask is None else problem.mask.expand(problem.instances, -1))
-    return TrainResult(b=b, a=a, objective=value, accuracy=acc, steps_run=steps_run,
-                       history={name: torch.stack(values) for name, values in history.items()})
+        acc = accuracy(
+            problem.loss,
+            problem.outputs(b, a),
+            problem.target.expand(problem.instances, -1),
+            None if problem.mask is None else problem.mask.expand(problem.instances, -1),
+        )
+    return TrainResult(
+        b=b,
+        a=a,
+        objective=value,
+        accuracy=acc,
+        steps_run=steps_run,
+        history={name: torch.stack(values) for name, values in history.items()},
+    )
 
 
 def _gd_step(problem, config, b, a, value, grad_b, grad_a, eta, active):

@@ -16,24 +16,63 @@ from lora_claims.context import AuditContext
 from lora_claims.generalization import teacher_student
 from lora_claims.plotting import new_figure, save_figure
 
-SCHEMA = 1
+SCHEMA = 2
 
 # Per profile: canonical-like rank sweeps, the squared-loss control, PL runs, capacity sweeps, C7.
 SIZES = {
     "smoke": {
-        "trials": 4, "steps": 60, "canonical_n": 64, "capacity_trials": 4, "capacity_steps": 100,
-        "pl_steps": 200, "c7": {"trials": 4, "steps": 60, "m": 4, "per_class": 10, "n_test": 100,
-                                 "ranks": [1, 2, 4], "bias_factor": 4, "bias_trials": 2},
+        "trials": 4,
+        "steps": 60,
+        "canonical_n": 64,
+        "capacity_trials": 4,
+        "capacity_steps": 100,
+        "pl_steps": 200,
+        "c7": {
+            "trials": 4,
+            "steps": 60,
+            "m": 4,
+            "per_class": 10,
+            "n_test": 100,
+            "ranks": [1, 2, 4],
+            "bias_factor": 4,
+            "bias_trials": 2,
+        },
     },
     "ci": {
-        "trials": 12, "steps": 200, "canonical_n": 768, "capacity_trials": 16, "capacity_steps": 500,
-        "pl_steps": 1500, "c7": {"trials": 10, "steps": 150, "m": 6, "per_class": 30, "n_test": 400,
-                                  "ranks": [1, 2, 3, 4, 6], "bias_factor": 8, "bias_trials": 4},
+        "trials": 12,
+        "steps": 200,
+        "canonical_n": 768,
+        "capacity_trials": 16,
+        "capacity_steps": 500,
+        "pl_steps": 1500,
+        "c7": {
+            "trials": 10,
+            "steps": 150,
+            "m": 6,
+            "per_class": 30,
+            "n_test": 400,
+            "ranks": [1, 2, 3, 4, 6],
+            "bias_factor": 8,
+            "bias_trials": 4,
+        },
     },
     "thorough": {
-        "trials": 40, "steps": 600, "canonical_n": 768, "capacity_trials": 64, "capacity_steps": 2000,
-        "pl_steps": 4000, "c7": {"trials": 40, "steps": 400, "m": 8, "per_class": 40, "n_test": 1000,
-                                  "ranks": [1, 2, 3, 4, 6, 8], "bias_factor": 10, "bias_trials": 10},
+        "trials": 40,
+        "steps": 600,
+        "canonical_n": 768,
+        "capacity_trials": 64,
+        "capacity_steps": 2000,
+        "pl_steps": 4000,
+        "c7": {
+            "trials": 40,
+            "steps": 400,
+            "m": 8,
+            "per_class": 40,
+            "n_test": 1000,
+            "ranks": [1, 2, 3, 4, 6, 8],
+            "bias_factor": 10,
+            "bias_trials": 10,
+        },
     },
 }
 CAPACITY_SIZES = {2: [8, 16, 24, 32, 36, 40, 48, 56], 3: [8, 12, 16, 20, 24, 28, 32, 40]}
@@ -46,12 +85,34 @@ def _run(ctx: AuditContext, kind: str, function, **config):
     return ctx.cache.get_or_compute(kind, key, lambda: function(**config))
 
 
-def _single_thread():
-    """The experiments are many small tensor ops: one thread is faster than two on them, and
-    immune to a busy neighbour's spinning threads. Returns a restore callback."""
+def _claim_result(
+    ctx: AuditContext, claim_id: str, experiments, verdict_of, figures_of, stored
+) -> ClaimResult:
+    """Run ``experiments(ctx)`` on one thread (many small tensor ops: one thread is faster than two
+    on them, and immune to a busy neighbour's spinning threads), then build the ClaimResult."""
+    spec = get_claim(claim_id)
     previous = torch.get_num_threads()
     torch.set_num_threads(1)
-    return lambda: torch.set_num_threads(previous)
+    try:
+        results = experiments(ctx)
+    finally:
+        torch.set_num_threads(previous)
+    verdict, summary, key, figures = verdict_of(results)
+    evidence = {
+        "profile": ctx.profile,
+        "seed": ctx.seed,
+        "key_figures": figures,
+        "experiments": stored(results),
+    }
+    return ClaimResult(
+        id=claim_id,
+        version=spec.version,
+        verdict=verdict,
+        summary=summary,
+        key_figure=key,
+        evidence=evidence,
+        figures=figures_of(ctx, results),
+    )
 
 
 # --- C6 ------------------------------------------------------------------------------------------
@@ -64,40 +125,134 @@ def c6_experiments(ctx: AuditContext) -> dict:
     eps, seed, trials, steps = tol["epsilon"], ctx.seed, size["trials"], size["steps"]
     wide = size["canonical_n"]
     canonical = {
-        f"layer_K{k}": _run(ctx, "c6", ce.rank_success, source="layer", n_outputs=k, n_examples=16 * k,
-                            m=wide, n=wide, ranks=[1, 2, 4, 12], trials=trials,
-                            steps=steps if k == 2 else steps // 2, epsilon=eps, seed=seed)
+        f"layer_K{k}": _run(
+            ctx,
+            "c6",
+            ce.rank_success,
+            source="layer",
+            n_outputs=k,
+            n_examples=16 * k,
+            m=wide,
+            n=wide,
+            ranks=[1, 2, 4, 12],
+            trials=trials,
+            steps=steps if k == 2 else steps // 2,
+            epsilon=eps,
+            seed=seed,
+        )
         for k in (2, 3)
     }
-    canonical.update({
-        f"gaussian_K{k}": _run(ctx, "c6", ce.rank_success, source="gaussian", n_outputs=k,
-                               n_examples=16 * k, m=64, n=64, ranks=[1, 2, 4, 12], trials=trials,
-                               steps=steps, epsilon=eps, seed=seed)
-        for k in (2, 3)
-    })
-    control = {loss: _run(ctx, "c6", ce.rank_success, source="gaussian", n_outputs=2, n_examples=20, m=8,
-                          n=8, ranks=[1], trials=trials, steps=3 * steps, epsilon=eps, loss=loss, seed=seed)
-               for loss in ("squared", "cross_entropy")}
-    pl_common = {"source": "gaussian", "n_outputs": 2, "n_examples": 16, "m": 8, "n": 8,
-                 "trials": max(4, trials // 2), "seed": seed}
-    pl = {"unregularized": _run(ctx, "c6", ce.pl_profile, rank=1, steps=size["pl_steps"], **pl_common)}
+    canonical.update(
+        {
+            f"gaussian_K{k}": _run(
+                ctx,
+                "c6",
+                ce.rank_success,
+                source="gaussian",
+                n_outputs=k,
+                n_examples=16 * k,
+                m=64,
+                n=64,
+                ranks=[1, 2, 4, 12],
+                trials=trials,
+                steps=steps,
+                epsilon=eps,
+                seed=seed,
+            )
+            for k in (2, 3)
+        }
+    )
+    control = {
+        loss: _run(
+            ctx,
+            "c6",
+            ce.rank_success,
+            source="gaussian",
+            n_outputs=2,
+            n_examples=20,
+            m=8,
+            n=8,
+            ranks=[1],
+            trials=trials,
+            steps=3 * steps,
+            epsilon=eps,
+            loss=loss,
+            seed=seed,
+        )
+        for loss in ("squared", "cross_entropy")
+    }
+    pl_common = {
+        "source": "gaussian",
+        "n_outputs": 2,
+        "n_examples": 16,
+        "m": 8,
+        "n": 8,
+        "trials": max(4, trials // 2),
+        "seed": seed,
+    }
+    pl = {
+        "unregularized": _run(ctx, "c6", ce.pl_profile, rank=1, steps=size["pl_steps"], **pl_common)
+    }
     for rank in (1, 4):
-        pl[f"l2_rank{rank}"] = _run(ctx, "c6", ce.pl_profile, rank=rank, steps=size["pl_steps"] // 2,
-                                    weight_decay=tol["weight_decay"], **pl_common)
+        pl[f"l2_rank{rank}"] = _run(
+            ctx,
+            "c6",
+            ce.pl_profile,
+            rank=rank,
+            steps=size["pl_steps"] // 2,
+            weight_decay=tol["weight_decay"],
+            **pl_common,
+        )
     capacity = {
-        f"gaussian_K{k}": _run(ctx, "c6", ce.separability_capacity, source="gaussian", n_outputs=k, m=8, n=8,
-                               sizes=CAPACITY_SIZES[k], trials=size["capacity_trials"],
-                               steps=size["capacity_steps"], seed=seed)
+        f"gaussian_K{k}": _run(
+            ctx,
+            "c6",
+            ce.separability_capacity,
+            source="gaussian",
+            n_outputs=k,
+            m=8,
+            n=8,
+            sizes=CAPACITY_SIZES[k],
+            trials=size["capacity_trials"],
+            steps=size["capacity_steps"],
+            seed=seed,
+        )
         for k in (2, 3)
     }
-    capacity["layer_K2_cover"] = _run(ctx, "c6", ce.separability_capacity, source="layer", n_outputs=2, m=2,
-                                      n=8, sizes=COVER_SIZES, trials=size["capacity_trials"],
-                                      steps=size["capacity_steps"], f0_scale=0.0, seed=seed)
+    capacity["layer_K2_cover"] = _run(
+        ctx,
+        "c6",
+        ce.separability_capacity,
+        source="layer",
+        n_outputs=2,
+        m=2,
+        n=8,
+        sizes=COVER_SIZES,
+        trials=size["capacity_trials"],
+        steps=size["capacity_steps"],
+        f0_scale=0.0,
+        seed=seed,
+    )
     capacity["layer_K2_cover"]["cover"] = [ce.cover_fraction(size_, 8) for size_ in COVER_SIZES]
-    saddle = _run(ctx, "c6", ce.origin_saddle, source="gaussian", n_outputs=2, n_examples=16, m=8, n=8,
-                  trials=4, seed=seed)
-    return {"canonical": canonical, "negative_control": control, "pl": pl, "capacity": capacity,
-            "origin": saddle}
+    saddle = _run(
+        ctx,
+        "c6",
+        ce.origin_saddle,
+        source="gaussian",
+        n_outputs=2,
+        n_examples=16,
+        m=8,
+        n=8,
+        trials=4,
+        seed=seed,
+    )
+    return {
+        "canonical": canonical,
+        "negative_control": control,
+        "pl": pl,
+        "capacity": capacity,
+        "origin": saddle,
+    }
 
 
 def c6_verdict(results: dict, tolerances: dict) -> tuple[Verdict, str, str, dict]:
@@ -112,19 +267,29 @@ def c6_verdict(results: dict, tolerances: dict) -> tuple[Verdict, str, str, dict
     unreg = results["pl"]["unregularized"]
     decay = unreg["parameter"]["slope_small_gap"]
     pl_fails = decay is not None and decay > tolerances["pl_decay_slope"]
-    reg_slopes = {name: run["parameter"]["slope_small_gap"] for name, run in results["pl"].items()
-                  if name.startswith("l2")}
-    reg_bounded = all(s is not None and abs(s) < tolerances["pl_bounded_slope"] for s in reg_slopes.values())
+    reg_slopes = {
+        name: run["parameter"]["slope_small_gap"]
+        for name, run in results["pl"].items()
+        if name.startswith("l2")
+    }
+    reg_bounded = all(
+        s is not None and abs(s) < tolerances["pl_bounded_slope"] for s in reg_slopes.values()
+    )
     cap = {name: (run["N50"], run["KN50_over_dim"]) for name, run in results["capacity"].items()}
     moved = all(cap[f"gaussian_K{k}"][0] is not None for k in (2, 3))
     origin = results["origin"]
     figures = {
         "rank1_success": {name: [r["fraction"], *r["wilson"]] for name, r in rank1.items()},
-        "squared_control": {"fraction": squared["fraction"], "min_final_loss": squared["min_final_loss"],
-                            "ce_same_instances_fraction": ce_same["fraction"]},
+        "squared_control": {
+            "fraction": squared["fraction"],
+            "min_final_loss": squared["min_final_loss"],
+            "ce_same_instances_fraction": ce_same["fraction"],
+        },
         "pl_slope_unregularized": {"parameter": decay, "delta": unreg["delta"]["slope_small_gap"]},
         "pl_slope_l2": reg_slopes,
-        "pl_band_min_l2": {name: results["pl"][name]["parameter"]["band_min"] for name in reg_slopes},
+        "pl_band_min_l2": {
+            name: results["pl"][name]["parameter"]["band_min"] for name in reg_slopes
+        },
         "N50": {name: value[0] for name, value in cap.items()},
         "KN50_over_manifold_dim": {name: value[1] for name, value in cap.items()},
         "origin_grad_norm_max": max(origin["grad_norm_at_origin"]),
@@ -132,11 +297,16 @@ def c6_verdict(results: dict, tolerances: dict) -> tuple[Verdict, str, str, dict
     }
     g2, g3 = cap["gaussian_K2"], cap["gaussian_K3"]
     dim = results["capacity"]["gaussian_K2"]["manifold_dim"]
-    where = (f"rank-1 CE separates random labels up to N50 = {_fmt(g2[0])} (K = 2) and {_fmt(g3[0])} (K = 3) "
-             f"examples at m = n = 8, i.e. KN50 = {_fmt(g2[1])} and {_fmt(g3[1])} times the rank-1 manifold "
-             f"dimension {dim}, against KN < {dim} for squared loss")
-    sentence = (f"The threshold is moved, not removed: {where}." if moved
-                else f"No rank-1 separability limit was found in the sizes tried: {where}.")
+    where = (
+        f"rank-1 CE separates random labels up to N50 = {_fmt(g2[0])} (K = 2) and {_fmt(g3[0])} (K = 3) "
+        f"examples at m = n = 8, i.e. KN50 = {_fmt(g2[1])} and {_fmt(g3[1])} times the rank-1 manifold "
+        f"dimension {dim}, against KN < {dim} for squared loss"
+    )
+    sentence = (
+        f"The threshold is moved, not removed: {where}."
+        if moved
+        else f"No rank-1 separability limit was found in the sizes tried: {where}."
+    )
     details = (
         f" At canonical-like sizes rank-1 CE reached loss < {tolerances['epsilon']} with 100% training "
         f"accuracy in {_pct(rank1['layer_K2'])} (layer features, 768 x 768, K = 2, N = 32) and "
@@ -151,17 +321,28 @@ def c6_verdict(results: dict, tolerances: dict) -> tuple[Verdict, str, str, dict
     )
     if not control_ok:
         verdict = Verdict.INCONCLUSIVE
-        details += " The squared-loss negative control did not fail, so the machinery cannot be trusted."
+        details += (
+            " The squared-loss negative control did not fail, so the machinery cannot be trusted."
+        )
     elif binary_ok and not moved and not pl_fails:
         verdict = Verdict.SUPPORTED
     elif binary_ok:
         verdict = Verdict.SUPPORTED_WITH_CAVEATS
     else:
         verdict = Verdict.NOT_SUPPORTED
-    figures.update({"control_ok": control_ok, "binary_rank1_ok": binary_ok, "threshold_moved": moved,
-                    "global_pl_fails": pl_fails, "l2_pl_bounded": reg_bounded})
-    key = (f"rank-1 binary success {_pct(rank1['layer_K2'])}/{_pct(rank1['gaussian_K2'])}; "
-           f"KN50/d = {_fmt(g2[1])} (K=2), {_fmt(g3[1])} (K=3); PL slope {_fmt(decay)}")
+    figures.update(
+        {
+            "control_ok": control_ok,
+            "binary_rank1_ok": binary_ok,
+            "threshold_moved": moved,
+            "global_pl_fails": pl_fails,
+            "l2_pl_bounded": reg_bounded,
+        }
+    )
+    key = (
+        f"rank-1 binary success {_pct(rank1['layer_K2'])}/{_pct(rank1['gaussian_K2'])}; "
+        f"KN50/d = {_fmt(g2[1])} (K=2), {_fmt(g3[1])} (K=3); PL slope {_fmt(decay)}"
+    )
     return verdict, sentence + details, key, figures
 
 
@@ -178,20 +359,38 @@ def _c6_figures(ctx: AuditContext, results: dict) -> list[str]:
     fig, axes = new_figure(3)
     for name, run in results["pl"].items():
         for index, gap in enumerate(run["trajectories"]["gap"]):
-            axes[0].semilogy(np.maximum(gap, 1e-16), color=f"C{list(results['pl']).index(name)}",
-                             label=name if index == 0 else None, lw=0.8)
-            ratio = run["trajectories"]["parameter"][index]
-            axes[1].loglog(np.maximum(gap, 1e-300), ratio, ".", ms=2,
-                           color=f"C{list(results['pl']).index(name)}", label=name if index == 0 else None)
+            axes[0].semilogy(
+                np.maximum(gap, 1e-16),
+                color=f"C{list(results['pl']).index(name)}",
+                label=name if index == 0 else None,
+                lw=0.8,
+            )
+            gap, ratio = np.asarray(gap), np.asarray(run["trajectories"]["parameter"][index])
+            keep = gap > run["gap_floor"]
+            axes[1].loglog(
+                gap[keep],
+                ratio[keep],
+                ".",
+                ms=2,
+                color=f"C{list(results['pl']).index(name)}",
+                label=name if index == 0 else None,
+            )
     axes[0].set(xlabel="step", ylabel="F - inf F", title="loss gap along trajectories")
-    axes[1].set(xlabel="F - inf F", ylabel="||grad||^2 / (2 (F - inf F))", title="PL ratio (parameter space)")
-    axes[1].set_xlim(left=results["pl"]["unregularized"]["gap_floor"])
+    axes[1].set(
+        xlabel="F - inf F",
+        ylabel="||grad||^2 / (2 (F - inf F))",
+        title="PL ratio (parameter space)",
+    )
     axes[0].legend(fontsize=7)
     axes[1].legend(fontsize=7)
     for index, (name, run) in enumerate(results["canonical"].items()):
         ranks = list(run["ranks"])
-        axes[2].plot(ranks, [run["ranks"][r]["fraction"] for r in ranks], "o-", color=f"C{index}", label=name)
-    axes[2].set(xlabel="rank", ylabel="fraction reaching loss < eps, 100% acc", title="canonical-like sizes")
+        axes[2].plot(
+            ranks, [run["ranks"][r]["fraction"] for r in ranks], "o-", color=f"C{index}", label=name
+        )
+    axes[2].set(
+        xlabel="rank", ylabel="fraction reaching loss < eps, 100% acc", title="canonical-like sizes"
+    )
     axes[2].legend(fontsize=7)
     first = ctx.figure_path("c6_trajectories.png")
     save_figure(fig, first)
@@ -199,16 +398,28 @@ def _c6_figures(ctx: AuditContext, results: dict) -> list[str]:
     fig, axes = new_figure(2)
     for index, name in enumerate(("gaussian_K2", "gaussian_K3")):
         run = results["capacity"][name]
-        _fraction_plot(axes[0], [row["KN"] / run["manifold_dim"] for row in run["rows"]], run["rows"],
-                       f"C{index}", f"K = {run['K']}")
+        _fraction_plot(
+            axes[0],
+            [row["KN"] / run["manifold_dim"] for row in run["rows"]],
+            run["rows"],
+            f"C{index}",
+            f"K = {run['K']}",
+        )
     axes[0].axvline(1.0, color="gray", ls="--", label="KN = d (squared-loss threshold)")
-    axes[0].set(xlabel="KN / (m + n - 1)", ylabel="fraction separated at rank 1",
-                title="rank-1 CE separability, Gaussian m = n = 8")
+    axes[0].set(
+        xlabel="KN / (m + n - 1)",
+        ylabel="fraction separated at rank 1",
+        title="rank-1 CE separability, Gaussian m = n = 8",
+    )
     axes[0].legend(fontsize=7)
     cover = results["capacity"]["layer_K2_cover"]
-    _fraction_plot(axes[1], [row["N"] for row in cover["rows"]], cover["rows"], "C2", "measured (layer, K = 2)")
+    _fraction_plot(
+        axes[1], [row["N"] for row in cover["rows"]], cover["rows"], "C2", "measured (layer, K = 2)"
+    )
     axes[1].plot(COVER_SIZES, cover["cover"], "k--", label="Cover (1965), d = 8")
-    axes[1].set(xlabel="N", ylabel="fraction separated", title="calibration: last-layer features, n = 8")
+    axes[1].set(
+        xlabel="N", ylabel="fraction separated", title="calibration: last-layer features, n = 8"
+    )
     axes[1].legend(fontsize=7)
     second = ctx.figure_path("c6_separability.png")
     save_figure(fig, second)
@@ -223,22 +434,23 @@ def _fraction_plot(ax, xs, rows, color, label):
 
 
 def evaluate_c6(ctx: AuditContext) -> ClaimResult:
-    spec = get_claim("C6")
-    restore = _single_thread()
-    try:
-        results = c6_experiments(ctx)
-    finally:
-        restore()
-    verdict, summary, key, figures = c6_verdict(results, spec.tolerances)
-    evidence = {"profile": ctx.profile, "seed": ctx.seed, "key_figures": figures,
-                "experiments": _strip_trajectories(results)}
-    return ClaimResult(id="C6", version=spec.version, verdict=verdict, summary=summary, key_figure=key,
-                       evidence=evidence, figures=_c6_figures(ctx, results))
+    tolerances = get_claim("C6").tolerances
+    return _claim_result(
+        ctx,
+        "C6",
+        c6_experiments,
+        lambda results: c6_verdict(results, tolerances),
+        _c6_figures,
+        _strip_trajectories,
+    )
 
 
 def _strip_trajectories(results: dict) -> dict:
     """The evidence keeps every statistic but not the raw per-step curves (they are in the figure)."""
-    pl = {name: {k: v for k, v in run.items() if k != "trajectories"} for name, run in results["pl"].items()}
+    pl = {
+        name: {k: v for k, v in run.items() if k != "trajectories"}
+        for name, run in results["pl"].items()
+    }
     return {**results, "pl": pl}
 
 
@@ -251,10 +463,24 @@ def c7_experiments(ctx: AuditContext) -> dict:
     size = SIZES[ctx.profile]["c7"]
     rho = get_claim("C7").tolerances["teacher_norm"]
     return {
-        name: _run(ctx, "c7", teacher_student, n_outputs=k, teacher_rank=teacher_rank, m=size["m"],
-                   n=size["m"], n_train=size["per_class"] * k, n_test=size["n_test"], ranks=size["ranks"],
-                   trials=size["trials"], steps=size["steps"], rho=rho, bias_factor=size["bias_factor"],
-                   bias_trials=size["bias_trials"], seed=ctx.seed)
+        name: _run(
+            ctx,
+            "c7",
+            teacher_student,
+            n_outputs=k,
+            teacher_rank=teacher_rank,
+            m=size["m"],
+            n=size["m"],
+            n_train=size["per_class"] * k,
+            n_test=size["n_test"],
+            ranks=size["ranks"],
+            trials=size["trials"],
+            steps=size["steps"],
+            rho=rho,
+            bias_factor=size["bias_factor"],
+            bias_trials=size["bias_trials"],
+            seed=ctx.seed,
+        )
         for name, (k, teacher_rank) in C7_CASES.items()
     }
 
@@ -270,12 +496,25 @@ def c7_verdict(results: dict) -> tuple[Verdict, str, str, dict]:
     bound_binary = binary["predicted_rank"] == 1
     bound_multi = all(run["predicted_rank"] > 1 for run in multi.values())
     control_ok = control["measured_rank"] == 1
-    figures = {name: {"predicted_rank": run["predicted_rank"], "measured_rank": run["measured_rank"],
-                      "test_loss_r1_minus_best": run["test_loss_r1_minus_best"],
-                      "bound_flip_N": run["bound_flip_N"], "N": run["N"]}
-               for name, run in results.items()}
-    figures.update({"measured_pattern_matches": pattern, "bound_binary_matches": bound_binary,
-                    "bound_multiclass_matches": bound_multi, "control_ok": control_ok})
+    figures = {
+        name: {
+            "predicted_rank": run["predicted_rank"],
+            "measured_rank": run["measured_rank"],
+            "test_loss_r1_minus_best": run["test_loss_r1_minus_best"],
+            "test_loss_second_rank_minus_r1": run["test_loss_second_rank_minus_r1"],
+            "bound_flip_N": run["bound_flip_N"],
+            "N": run["N"],
+        }
+        for name, run in results.items()
+    }
+    figures.update(
+        {
+            "measured_pattern_matches": pattern,
+            "bound_binary_matches": bound_binary,
+            "bound_multiclass_matches": bound_multi,
+            "control_ok": control_ok,
+        }
+    )
     if not control_ok:
         verdict = Verdict.INCONCLUSIVE
     elif pattern and bound_binary and bound_multi:
@@ -284,26 +523,51 @@ def c7_verdict(results: dict) -> tuple[Verdict, str, str, dict]:
         verdict = Verdict.SUPPORTED_WITH_CAVEATS
     else:
         verdict = Verdict.NOT_SUPPORTED
-    parts = [f"{name}: measured optimum r = {run['measured_rank']} "
-             f"(test(1) - test(best) = {run['test_loss_r1_minus_best']['mean']:.3f} "
-             f"[{run['test_loss_r1_minus_best']['ci'][0]:.3f}, {run['test_loss_r1_minus_best']['ci'][1]:.3f}]), "
-             f"bound predicts r = {run['predicted_rank']}" for name, run in results.items()]
-    flips = ", ".join(f"{name} N >= {run['bound_flip_N']:.0f}" for name, run in multi.items()
-                      if run["bound_flip_N"] is not None)
+
+    def gap_text(run):
+        if run["measured_rank"] == 1:
+            name, gap = (
+                f"test({run['per_rank'][1]['rank']}) - test(1)",
+                run["test_loss_second_rank_minus_r1"],
+            )
+        else:
+            name, gap = "test(1) - test(best)", run["test_loss_r1_minus_best"]
+        return f"{name} = {gap['mean']:.3f} [{gap['ci'][0]:.3f}, {gap['ci'][1]:.3f}]"
+
+    parts = [
+        f"{name}: measured optimum r = {run['measured_rank']} ({gap_text(run)}), "
+        f"bound predicts r = {run['predicted_rank']}"
+        for name, run in results.items()
+    ]
+    flips = ", ".join(
+        f"{name} N >= {run['bound_flip_N']:.0f}"
+        for name, run in multi.items()
+        if run["bound_flip_N"] is not None
+    )
     summary = (
         "Teacher-student in the linearized model (Gaussian features, teacher of rank K - 1, student "
-        "constrained to the teacher's Frobenius norm): " + "; ".join(parts) + ". "
-        + ("The simulated optimum is 1 for binary and above 1 for K > 2, as claimed. " if pattern
-           else "The simulated optima do not follow the claimed binary/multi-class pattern. ")
-        + ("The bound predicts the same ranks." if bound_binary and bound_multi else
-           f"The bound, with its constants, predicts r = 1 for K > 2 too at these N: its sqrt(r) "
-           f"variance term dwarfs the bias gain until {flips or 'never'}. "
-           "Binary saturation at r = 1 holds here because the teacher has rank K - 1 = 1 (forced for "
-           "last-layer features, an assumption for Gaussian ones).")
+        "constrained to the teacher's Frobenius norm): "
+        + "; ".join(parts)
+        + ". "
+        + (
+            "The simulated optimum is 1 for binary and above 1 for K > 2, as claimed. "
+            if pattern
+            else "The simulated optima do not follow the claimed binary/multi-class pattern. "
+        )
+        + (
+            "The bound predicts the same ranks."
+            if bound_binary and bound_multi
+            else f"The bound, with its constants, predicts r = 1 for K > 2 too at these N: its sqrt(r) "
+            f"variance term dwarfs the bias gain until {flips or 'never'}. "
+            "Binary saturation at r = 1 holds here because the teacher has rank K - 1 = 1 (forced for "
+            "last-layer features, an assumption for Gaussian ones)."
+        )
     )
-    key = (f"optimal rank measured/predicted: K=2 {binary['measured_rank']}/{binary['predicted_rank']}, "
-           + ", ".join(f"{n} {r['measured_rank']}/{r['predicted_rank']}" for n, r in multi.items())
-           + f"; control {control['measured_rank']}")
+    key = (
+        f"optimal rank measured/predicted: K=2 {binary['measured_rank']}/{binary['predicted_rank']}, "
+        + ", ".join(f"{n} {r['measured_rank']}/{r['predicted_rank']}" for n, r in multi.items())
+        + f"; control {control['measured_rank']}"
+    )
     return verdict, summary, key, figures
 
 
@@ -314,13 +578,28 @@ def _c7_figure(ctx: AuditContext, results: dict) -> str:
         means = np.array([row["test_loss"] for row in run["per_rank"]])
         low = means - np.array([row["test_ci"][0] for row in run["per_rank"]])
         high = np.array([row["test_ci"][1] for row in run["per_rank"]]) - means
-        axes[0].errorbar(ranks, means - run["bayes_test_loss"], yerr=[low, high], fmt="o-", capsize=2,
-                         color=f"C{index}", label=f"{name} (teacher rank {run['teacher_rank']})")
-        axes[1].plot(ranks, [row["bound"] for row in run["per_rank"]], "s--", color=f"C{index}", label=name)
+        axes[0].errorbar(
+            ranks,
+            means - run["bayes_test_loss"],
+            yerr=[low, high],
+            fmt="o-",
+            capsize=2,
+            color=f"C{index}",
+            label=f"{name} (teacher rank {run['teacher_rank']})",
+        )
+        axes[1].plot(
+            ranks, [row["bound"] for row in run["per_rank"]], "s--", color=f"C{index}", label=name
+        )
         axes[1].plot(ranks, [row["bias"] for row in run["per_rank"]], "o:", color=f"C{index}")
-    axes[0].set(xlabel="student rank", ylabel="test CE - Bayes CE", title="held-out loss by rank (95% CI)")
-    axes[1].set(xlabel="student rank", ylabel="nats", yscale="log",
-                title="bound = bias + 4 R (dashed), bias (dotted)")
+    axes[0].set(
+        xlabel="student rank", ylabel="test CE - Bayes CE", title="held-out loss by rank (95% CI)"
+    )
+    axes[1].set(
+        xlabel="student rank",
+        ylabel="nats",
+        yscale="log",
+        title="bound = bias + 4 R (dashed), bias (dotted)",
+    )
     axes[0].legend(fontsize=7)
     axes[1].legend(fontsize=7)
     path = ctx.figure_path("c7_rank.png")
@@ -329,13 +608,11 @@ def _c7_figure(ctx: AuditContext, results: dict) -> str:
 
 
 def evaluate_c7(ctx: AuditContext) -> ClaimResult:
-    spec = get_claim("C7")
-    restore = _single_thread()
-    try:
-        results = c7_experiments(ctx)
-    finally:
-        restore()
-    verdict, summary, key, figures = c7_verdict(results)
-    evidence = {"profile": ctx.profile, "seed": ctx.seed, "key_figures": figures, "experiments": results}
-    return ClaimResult(id="C7", version=spec.version, verdict=verdict, summary=summary, key_figure=key,
-                       evidence=evidence, figures=[_c7_figure(ctx, results)])
+    return _claim_result(
+        ctx,
+        "C7",
+        c7_experiments,
+        c7_verdict,
+        lambda ctx, results: [_c7_figure(ctx, results)],
+        lambda results: results,
+    )
