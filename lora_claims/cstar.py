@@ -77,7 +77,9 @@ class CStarConfig:
         if self.model == "lora" or self.width is None:
             if None in (self.m, self.n, self.r):
                 raise InvalidArgument("m, n and r are required (or, for the linear model, width D)")
-            manifold_dim(self.r, self.m, self.n)  # validates m, n >= 1 and 1 <= r <= min(m, n)
+            require_int("m", self.m)
+            require_int("n", self.n)
+            require_int("r (the LoRA rank, at most min(m, n))", self.r, maximum=min(self.m, self.n))
         if self.width is not None:
             require_int("width D", self.width)
         require_int("trials", self.trials)
