@@ -88,7 +88,7 @@ def _text(value: float) -> str:
 
 
 def _title(config: CStarConfig) -> str:
-    model = "least squares, D = %d" % config.dimension if config.model == "linear" else "LoRA"
+    model = f"least squares, D = {config.dimension}" if config.model == "linear" else "LoRA"
     settings = (
         f"{config.gd.optimizer}, N={config.gd.steps}, tol={config.gd.tol:g}"
         if config.definition == "gd"
@@ -103,7 +103,7 @@ def _title(config: CStarConfig) -> str:
 def run_cstar_command(config: CStarConfig, args: argparse.Namespace) -> int:
     configs = [config] + ([replace(config, model="linear", width=None)] if args.linear else [])
     results = [estimate_cstar(each, progress=True) for each in configs]
-    for each, result in zip(configs, results):
+    for each, result in zip(configs, results, strict=True):
         print(format_table(result, _title(each)))
         print()
     record = results[0].to_json()
