@@ -212,6 +212,22 @@ class GridPoint:
         }
 
 
+def monotonicity_violations(points: list[GridPoint]) -> list[tuple[int, int]]:
+    """Pairs (p_small, p_large) where more equations succeed more often beyond Monte-Carlo error.
+
+    Success can only get harder as p grows, so the Wilson interval at the larger p must reach
+    below the upper end of the interval at the smaller p; a pair where it does not is a defect
+    of the estimator (or of its random streams).
+    """
+    ordered = sorted(points, key=lambda point: point.p)
+    return [
+        (small.p, large.p)
+        for i, small in enumerate(ordered)
+        for large in ordered[i + 1 :]
+        if large.wilson[0] > small.wilson[1]
+    ]
+
+
 @dataclass
 class Threshold:
     level: float
