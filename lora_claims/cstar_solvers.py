@@ -94,11 +94,13 @@ def levenberg_marquardt(
             break
         subsystem = system if open_trials.size == system.trials else system.take(open_trials)
         start = rng.standard_normal((open_trials.size, system.n_params)) * scale
-        best[open_trials] = np.minimum(best[open_trials], _lm_run(subsystem, start, settings))
+        best[open_trials] = np.minimum(
+            best[open_trials], lm_single_start(subsystem, start, settings)
+        )
     return best
 
 
-def _lm_run(system: System, theta: np.ndarray, settings: LMSettings) -> np.ndarray:
+def lm_single_start(system: System, theta: np.ndarray, settings: LMSettings) -> np.ndarray:
     """One damped Gauss-Newton run per trial; returns the final relative loss of each trial."""
     norm_y = np.sum(system.targets**2, axis=1)
     result = np.empty(system.trials)
