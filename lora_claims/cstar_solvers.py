@@ -115,10 +115,8 @@ def lm_single_start(system: System, theta: np.ndarray, settings: LMSettings) -> 
     identity = np.eye(system.equations)
     for iteration in range(1, settings.max_iterations + 1):
         shifted = gram + damping[:, None, None] * identity
-        step = -(np.swapaxes(jacobian, 1, 2) @ np.linalg.solve(shifted, residual[..., None]))[
-            ..., 0
-        ]
-        candidate = theta + step
+        dual = np.linalg.solve(shifted, residual[..., None])  # (J J^T + lambda I)^{-1} res
+        candidate = theta - (np.swapaxes(jacobian, 1, 2) @ dual)[..., 0]
         candidate_residual = system.residual(candidate)
         candidate_loss = np.sum(candidate_residual**2, axis=1)
         accept = candidate_loss < loss
