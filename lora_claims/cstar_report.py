@@ -11,7 +11,6 @@ comparator's record sits under ``linear``.
 from __future__ import annotations
 
 import argparse
-from dataclasses import replace
 from pathlib import Path
 
 from lora_claims.cstar import CStarConfig, CStarResult, estimate_cstar, level_key
@@ -101,7 +100,7 @@ def _title(config: CStarConfig) -> str:
 
 
 def run_cstar_command(config: CStarConfig, args: argparse.Namespace) -> int:
-    configs = [config] + ([replace(config, model="linear", width=None)] if args.linear else [])
+    configs = [config] + ([config.comparator()] if args.linear else [])
     results = [estimate_cstar(each, progress=True) for each in configs]
     for each, result in zip(configs, results, strict=True):
         print(format_table(result, _title(each)))

@@ -15,7 +15,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from lora_claims.capacity import manifold_dim
-from lora_claims.cli import main
 from lora_claims.cstar import (
     CStarConfig,
     GridPoint,
@@ -197,21 +196,3 @@ def test_problem_generator_rejects_bad_shapes():
         lora_problem(2, 3, 3, 4, 1, rng)
     with pytest.raises(InvalidArgument, match="p must be >= 1"):
         lora_problem(2, 3, 1, 0, 1, rng)
-
-
-@pytest.mark.parametrize(
-    "flags, message",
-    [
-        (["--r", "5"], "r (the LoRA rank, at most min(m, n)) must be <= 3"),
-        (["--r", "1", "--tol", "0"], "tol must be a finite number > 0"),
-        (["--r", "1", "--level", "1.5"], "level must lie strictly between 0 and 1"),
-        (["--r", "1", "--grid", "4,0"], "p (in --grid) must be >= 1"),
-        (["--r", "1", "--grid", "4,x"], "--grid expects comma-separated integers"),
-    ],
-)
-def test_cli_reports_bad_input_in_one_line(flags, message, tmp_path, capsys):
-    argv = ["cstar", "--m", "3", "--n", "4", "--definition", "gd", "--out", str(tmp_path), *flags]
-    assert main(argv) == 2
-    error = capsys.readouterr().err
-    assert message in error and error.count("\n") == 1
-    assert not any(tmp_path.iterdir()), "no result file may be written on bad input"
