@@ -115,19 +115,36 @@ _CLAIMS = [
         id="C4",
         title="C* ~ 1.35 under Gaussian-iid features",
         statement=(
-            "The capacity condition r(m+n) - r^2 > C* KN holds with C* ~ 1.35 when the NTK features "
-            "have iid Gaussian entries."
+            "The capacity condition r(m+n) - r^2 > C* KN holds with C* ~ 1.35 when the NTK "
+            "features have iid Gaussian entries."
         ),
         formalization=(
-            "C* is measured as the threshold ratio rho = d / p at which a random rank-r system "
-            "<G_j, B A> = y_j (p equations) becomes solvable (exact-fit definition) or trainable "
-            "within a budget (gradient-descent definition); both are reported with intervals, "
-            "next to a linear least-squares comparator."
+            "With G_j iid N(0, 1) (m x n), y ~ N(0, I_p), d = r(m+n) - r^2 and rho = d / p, C* is "
+            "the rho at which the success fraction of random rank-r systems <G_j, B A> = y_j "
+            "reaches the level (95%; 50% reported too), scanning rho upward. Success is read two "
+            "ways: exact fit (batched Levenberg-Marquardt with restarts reaches relative loss "
+            "< 1e-16; C*_solv) and budgeted training (relative loss < tol within N steps of "
+            "Armijo GD or Adam; C*_GD), each next to least squares with D = d parameters. "
+            "Supported if C*_solv is within match_band of 1.35; supported with caveats if only "
+            "C*_GD at the paper setting matches 1.35 (its bootstrap interval meets the band), "
+            "its spread over budgets is at most budget_spread and least squares needs at least "
+            "linear_margin less; not supported otherwise; inconclusive if a threshold is not "
+            "reached on the grid."
         ),
         version="1.0",
-        evaluation="Calibrated Monte-Carlo estimators (issue 3).",
-        tolerances={"cstar_paper": 1.35},
-        issue=3,
+        evaluation=(
+            "Calibrated Monte-Carlo estimators (lora_claims.cstar): Wilson intervals per grid "
+            "point, parametric-bootstrap intervals per threshold, Marchenko-Pastur limit of the "
+            "linear budgeted threshold by numerical integration; phase-transition figure."
+        ),
+        tolerances={
+            "cstar_paper": 1.35,
+            "match_band": 0.05,
+            "paper_setting": {"optimizer": "armijo", "steps": 300, "tol": 1e-6, "level": 0.95},
+            "budget_spread": 0.1,
+            "linear_margin": 0.05,
+        },
+        evaluator="lora_claims.evaluations.cstar_claim:evaluate_c4",
     ),
     ClaimSpec(
         id="C5",
@@ -146,16 +163,32 @@ _CLAIMS = [
         id="C6",
         title="Under cross-entropy, PL removes the rank threshold",
         statement=(
-            "With cross-entropy in the linearized model, gradient descent from the standard LoRA "
-            "initialization reaches the infimum of the training loss at every rank, rank 1 included."
+            "For cross-entropy in the linearized model, the Polyak-Lojasiewicz inequality removes the "
+            "rank threshold entirely: gradient descent from the standard LoRA initialization (B = 0, A "
+            "random) reaches the infimum of the training loss at every rank, rank 1 included."
         ),
         formalization=(
-            "Rank-1 CE training on linearized instances reaches loss < epsilon and 100% training "
-            "accuracy; the PL ratio along trajectories; the rank-1 separability capacity as N grows."
+            "Three readings, measured on random-label instances of the linearized model (Gaussian iid "
+            "and last-layer features G_jk = e_k h_j^T): (practical) at canonical-like sizes (K = 2, "
+            "N = 32; K = 3, N = 48) rank-1 Armijo GD reaches mean CE < epsilon with 100% training "
+            "accuracy in at least success_fraction of trials; (literal, 'entirely') no N at which "
+            "rank-1 CE stops separating: the separability fraction as N grows, transition N50 compared "
+            "with the manifold dimension m + n - 1; (mechanism) the PL ratio ||grad F||^2 / (2 (F - inf "
+            "F)) along trajectories, by decade of the gap: slope of log ratio on log gap above "
+            "pl_decay_slope means it decays to 0 (no global PL), below pl_bounded_slope means bounded. "
+            "Supported if all three hold; supported with caveats if the practical reading holds but "
+            "the threshold is only moved or global PL fails; not supported if the practical reading "
+            "fails; inconclusive if the squared-loss negative control (rank 1, KN > m + n - 1) "
+            "reaches epsilon."
         ),
-        version="1.0",
-        evaluation="Batched linearized-model training (issue 4).",
-        issue=4,
+        version="1.1",
+        evaluation=(
+            "Batched linearized-model training (lora_claims.ce_experiments); inf F under l2 from the "
+            "convex nuclear-norm problem (lora_claims.convex) where its rank <= r."
+        ),
+        tolerances={"epsilon": 1e-3, "success_fraction": 0.9, "pl_decay_slope": 0.5,
+                    "pl_bounded_slope": 0.25, "weight_decay": 1e-2},
+        evaluator="lora_claims.evaluations.ntk_claims:evaluate_c6",
     ),
     ClaimSpec(
         id="C7",
@@ -165,13 +198,20 @@ _CLAIMS = [
             "bound for binary classification (bias saturated at r = 1) but not for K > 2."
         ),
         formalization=(
-            "Bias (best training loss at rank r) plus a Rademacher variance term growing with r; the "
-            "predicted optimal rank compared with the test-loss minimizer in teacher-student "
-            "simulations for K = 2, 3, 4."
+            "Bound: test(r) <= bias(r) + 4 sqrt(r) rho E||(1/N) sum sigma_jk G_jk||_op (rank-r class "
+            "with ||Delta||_F <= rho inside the nuclear ball of radius sqrt(r) rho; CE contraction "
+            "factor 2), bias(r) = CE of rank-r training on a sample bias_factor times larger; "
+            "predicted rank = its argmin. Simulation: Gaussian-feature teacher of rank K - 1 (K = 2, "
+            "3, 4) and a K = 3 rank-1-teacher control, student CE GD constrained to the teacher's "
+            "norm, held-out test CE by rank with t-intervals over trials. Supported if the measured "
+            "optimum is 1 for K = 2 and above 1 for K > 2 (test(1) - test(best) > 0 with its "
+            "interval) and the bound predicts the same; supported with caveats if only the measured "
+            "pattern holds; inconclusive if the control's optimum is not 1."
         ),
-        version="1.0",
-        evaluation="Bound plus linearized teacher-student simulation (issue 4).",
-        issue=4,
+        version="1.1",
+        evaluation="Bound plus linearized teacher-student simulation (lora_claims.generalization).",
+        tolerances={"teacher_norm": 3.0, "confidence": 0.95},
+        evaluator="lora_claims.evaluations.ntk_claims:evaluate_c7",
     ),
     ClaimSpec(
         id="C8",
