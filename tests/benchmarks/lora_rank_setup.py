@@ -12,13 +12,13 @@ import importlib.resources
 import os
 import resource
 import sys
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import torch
+from timing import synchronize
 
 from lora_claims.capacity import ENCODERS
 
@@ -155,11 +155,6 @@ def optimizer_state_bytes(optimizer: torch.optim.Optimizer) -> int:
     )
 
 
-def synchronize(device: str) -> None:
-    if device.startswith("cuda"):
-        torch.cuda.synchronize(device)
-
-
 def peak_memory_bytes(run: Callable[[], None], device: str) -> dict[str, int | str]:
     """Peak memory while ``run`` executes once: torch's allocator on CUDA, resident set on CPU.
 
@@ -211,26 +206,6 @@ def _status_bytes(field: str) -> int:
 
 def directory_bytes(folder: Path) -> int:
     return sum(file.stat().st_size for file in folder.rglob("*") if file.is_file())
-
-
-def best_seconds(steps: dict[str, Callable[[], None]], repeats: int, device: str) -> dict[str, float]:
-    """Fastest of ``repeats`` timed calls of each step, the steps taking turns after one warm-up each.
-
-    Taking turns exposes every step to the same background load, and the minimum discards the
-    load's positive noise (the reasoning of ``timeit``), so ratios of the results stay meaningful on
-    a shared machine.
-    """
-    for step in steps.values():
-        step()
-    best = dict.fromkeys(steps, float("inf"))
-    for _ in range(repeats):
-        for name, step in steps.items():
-            synchronize(device)
-            start = time.perf_counter()
-            step()
-            synchronize(device)
-            best[name] = min(best[name], time.perf_counter() - start)
-    return best
 
 
 def workload_info(device: str) -> dict[str, int | str]:

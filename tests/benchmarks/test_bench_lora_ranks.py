@@ -26,9 +26,9 @@ from lora_rank_setup import (
     optimizer_state_bytes,
     parameter_counts,
     peak_memory_bytes,
-    synchronize,
     workload_info,
 )
+from timing import synchronize
 
 pytestmark = pytest.mark.slow
 

@@ -10,12 +10,10 @@ from __future__ import annotations
 import time
 
 import pytest
-import torch
 from lora_rank_setup import (
     MINILM,
     NUM_LABELS,
     RANKS,
-    best_seconds,
     build_lora_model,
     encoder_path,
     expected_lora_parameters,
@@ -25,11 +23,12 @@ from lora_rank_setup import (
     parameter_counts,
 )
 from safetensors import safe_open
+from timing import best_seconds, one_torch_thread
 
 from lora_claims.capacity import ENCODERS
 
-# A rank-1 step may take at most this much longer than a rank-16 step: their true costs differ by
-# well under 1% (the LoRA factors are a sliver of the frozen encoder's work), so a larger gap means
+# A rank-1 step may take at most this much longer than a rank-16 step: their true costs differ by a
+# few percent (the LoRA factors are a sliver of the frozen encoder's work), so a larger gap means
 # either a regression in the rank-1 path or background load that the turn-taking minimum did not
 # absorb. 0.5 leaves room for the latter on a shared 2-core machine.
 STEP_TIME_NOISE_MARGIN = 0.5
@@ -75,25 +74,14 @@ def test_adapter_file_grows_with_rank_and_holds_exactly_the_trainable_parameters
     assert sizes == sorted(set(sizes)), f"adapter sizes for ranks {RANKS}: {sizes}"
 
 
-@pytest.fixture
-def one_thread():
-    """Time on one thread: on a shared machine, torch's worker threads wait on each other whenever
-    one is descheduled, which made 2-thread steps 8x slower than 1-thread steps under a load of 6
-    on 2 cores; one thread keeps the check fast and its ratio stable."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-@pytest.mark.usefixtures("one_thread")
 def test_rank_one_step_is_not_slower_than_rank_sixteen(minilm_models):
     path, models = minilm_models
     batch = fixed_batch(path, RATIO_BATCH, "cpu", seq_len=RATIO_SEQ_LEN)
     steps, optimizers = {}, {}
     for rank in (1, 16):
         steps[rank], optimizers[rank] = make_train_step(models[rank], batch)
-    best = best_seconds(steps, TIMED_STEPS, "cpu")
+    with one_torch_thread():
+        best = best_seconds(steps, TIMED_STEPS)
     ratio = best[1] / best[16]
     assert ratio <= 1 + STEP_TIME_NOISE_MARGIN, f"rank-1 step {best[1]:.3f}s vs rank-16 {best[16]:.3f}s"
 
@@ -115,6 +103,6 @@ def test_turn_taking_timer_separates_equal_from_slower_steps(slowdown, within_ma
     """Controls for the ratio check above: equal steps pass it, a 3x slower step fails it."""
     base = 0.02
     best = best_seconds({"a": lambda: time.sleep(base * slowdown), "b": lambda: time.sleep(base)},
-                        TIMED_STEPS, "cpu")
+                        TIMED_STEPS)
     assert (best["a"] / best["b"] <= 1 + STEP_TIME_NOISE_MARGIN) is within_margin
 
