@@ -140,8 +140,9 @@ def _other_table(entries: list[dict[str, Any]]) -> str:
     lines = ["| benchmark | group | median | IQR | rounds |", "|---|---|---:|---:|---:|"]
     for entry in sorted(entries, key=lambda e: (str(e.get("group") or ""), e["name"])):
         stats = entry["stats"]
+        spread = _seconds(stats["iqr"]) if stats["rounds"] > 1 else "–"  # one round has no spread
         lines.append(f"| {entry['name']} | {entry.get('group') or ''} | {_seconds(stats['median'])} "
-                     f"| {_seconds(stats['iqr'])} | {int(stats['rounds'])} |")
+                     f"| {spread} | {int(stats['rounds'])} |")
     return "\n".join(lines)
 
 
