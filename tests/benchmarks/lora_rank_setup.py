@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from timing import synchronize
+from bench_timing import synchronize
 
 from lora_claims.capacity import ENCODERS
 

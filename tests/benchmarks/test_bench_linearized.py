@@ -11,7 +11,7 @@ measurements; the speedup check at the end is fast and is what CI asserts.
 from __future__ import annotations
 
 import pytest
-from timing import best_seconds, one_torch_thread
+from bench_timing import best_seconds, one_torch_thread
 
 from lora_claims.instances import random_problem
 from lora_claims.linearized import DenseFeatures, LinearizedProblem

@@ -10,6 +10,7 @@ that file as the README's table. The ``cuda`` variants run under ``pytest -m gpu
 from __future__ import annotations
 
 import pytest
+from bench_timing import synchronize
 from lora_rank_setup import (
     BENCH_ENCODERS,
     EVAL_BATCH,
@@ -28,7 +29,6 @@ from lora_rank_setup import (
     peak_memory_bytes,
     workload_info,
 )
-from timing import synchronize
 
 pytestmark = pytest.mark.slow
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 
 import pytest
+from bench_timing import best_seconds, one_torch_thread
 from lora_rank_setup import (
     MINILM,
     NUM_LABELS,
@@ -23,7 +24,6 @@ from lora_rank_setup import (
     parameter_counts,
 )
 from safetensors import safe_open
-from timing import best_seconds, one_torch_thread
 
 from lora_claims.capacity import ENCODERS
 
