@@ -10,7 +10,10 @@ measurements; the speedup check at the end is fast and is what CI asserts.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
+import torch
 from bench_timing import best_seconds, one_torch_thread
 
 from lora_claims.instances import random_problem
@@ -25,48 +28,33 @@ CHECK_INSTANCES, CHECK_STEPS = 16, 20
 MIN_SPEEDUP = 2.0
 
 
-def _batched_and_single(instances: int) -> tuple[LinearizedProblem, list[LinearizedProblem]]:
+def _trainers(instances: int, steps: int) -> dict[str, Callable[[], torch.Tensor]]:
+    """Train ``instances`` problems batched, or one at a time; each returns the final objectives."""
     problem = random_problem("gaussian", instances, **SHAPE, seed=0)
     singles = [
         LinearizedProblem(DenseFeatures(problem.features.g[i : i + 1]), problem.target[i : i + 1],
                           problem.loss, problem.f0[i : i + 1])
         for i in range(instances)
     ]
-    return problem, singles
+    config = TrainConfig(rank=1, steps=steps)
+    return {"batched": lambda: train(problem, config).objective,
+            "loop": lambda: torch.cat([train(single, config).objective for single in singles])}
 
 
-def _record(benchmark, how: str, instances: int, steps: int) -> None:
+@pytest.mark.slow
+@pytest.mark.parametrize("how", ["batched", "loop"])
+def test_bench_linearized_trainer(benchmark, how):
     benchmark.group = "linearized-trainer"
-    benchmark.extra_info.update({"how": how, "instances": instances, "steps": steps, **SHAPE,
+    benchmark.extra_info.update({"how": how, "instances": BENCH_INSTANCES, "steps": BENCH_STEPS, **SHAPE,
                                  "loss": "cross_entropy", "method": "gd", "rank": 1, "torch_threads": 1})
-
-
-@pytest.mark.slow
-def test_bench_batched_instances(benchmark):
-    problem, _ = _batched_and_single(BENCH_INSTANCES)
-    config = TrainConfig(rank=1, steps=BENCH_STEPS)
-    _record(benchmark, "batched", BENCH_INSTANCES, BENCH_STEPS)
     with one_torch_thread():
-        result = benchmark.pedantic(train, args=(problem, config), rounds=ROUNDS, warmup_rounds=1)
-    assert result.steps_run == BENCH_STEPS and result.objective.shape == (BENCH_INSTANCES,)
-
-
-@pytest.mark.slow
-def test_bench_one_instance_at_a_time(benchmark):
-    _, singles = _batched_and_single(BENCH_INSTANCES)
-    config = TrainConfig(rank=1, steps=BENCH_STEPS)
-    _record(benchmark, "loop", BENCH_INSTANCES, BENCH_STEPS)
-    with one_torch_thread():
-        results = benchmark.pedantic(lambda: [train(single, config) for single in singles],
-                                     rounds=ROUNDS, warmup_rounds=1)
-    assert len(results) == BENCH_INSTANCES
+        objectives = benchmark.pedantic(_trainers(BENCH_INSTANCES, BENCH_STEPS)[how], rounds=ROUNDS,
+                                        warmup_rounds=1)
+    assert objectives.shape == (BENCH_INSTANCES,) and bool(objectives.isfinite().all())
 
 
 def test_batched_training_is_faster_than_one_instance_at_a_time():
-    problem, singles = _batched_and_single(CHECK_INSTANCES)
-    config = TrainConfig(rank=1, steps=CHECK_STEPS)
     with one_torch_thread():
-        best = best_seconds({"batched": lambda: train(problem, config),
-                             "loop": lambda: [train(single, config) for single in singles]}, repeats=2)
+        best = best_seconds(_trainers(CHECK_INSTANCES, CHECK_STEPS), repeats=2)
     speedup = best["loop"] / best["batched"]
     assert speedup >= MIN_SPEEDUP, f"batched {best['batched']:.3f}s vs loop {best['loop']:.3f}s"
