@@ -17,6 +17,9 @@ from typing import Any
 from lora_claims.errors import InvalidArgument
 
 REQUIRED_STATS = ("median", "iqr", "rounds")
+NUMERIC_EXTRA_INFO = ("lora_rank", "batch_size", "seq_len", "peak_memory_bytes",
+                      "peak_memory_above_start_bytes", "optimizer_state_bytes", "lora_parameters",
+                      "head_parameters", "adapter_file_bytes")
 PEAK_MEMORY_KINDS = {
     "rss": "resident set of the process",
     "rss_session_peak": "resident-set peak of the whole session (could not be reset per benchmark)",
@@ -59,11 +62,19 @@ def _check_entry(path: Path, index: int, entry: object) -> None:
     if not isinstance(stats, dict):
         raise InvalidArgument(f"{where}: has no 'stats' object")
     for key in REQUIRED_STATS:
-        value = stats.get(key)
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-            raise InvalidArgument(f"{where}: stats.{key} must be a finite number, got {value!r}")
-    if not isinstance(entry.get("extra_info", {}), dict):
+        if not _is_number(stats.get(key)):
+            raise InvalidArgument(f"{where}: stats.{key} must be a finite number, got {stats.get(key)!r}")
+    extra_info = entry.get("extra_info", {})
+    if not isinstance(extra_info, dict):
         raise InvalidArgument(f"{where}: extra_info must be an object")
+    for key in NUMERIC_EXTRA_INFO:
+        value = extra_info.get(key, 0)
+        if not _is_number(value):
+            raise InvalidArgument(f"{where}: extra_info.{key} must be a finite number, got {value!r}")
+
+
+def _is_number(value: object) -> bool:
+    return not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value)
 
 
 def render_bench_table(payload: dict[str, Any]) -> str:
@@ -79,9 +90,9 @@ def render_bench_table(payload: dict[str, Any]) -> str:
 
 
 def _machine_line(payload: dict[str, Any]) -> str:
-    machine = payload.get("machine_info", {})
-    cpu = machine.get("cpu", {})
-    commit = payload.get("commit_info", {})
+    machine = _mapping(payload.get("machine_info"))
+    cpu = _mapping(machine.get("cpu"))
+    commit = _mapping(payload.get("commit_info"))
     facts = [
         f"CPU {cpu.get('brand_raw', machine.get('machine', '?'))} x{cpu.get('count', '?')}",
         f"Python {machine.get('python_version', '?')}",
@@ -144,6 +155,11 @@ def _other_table(entries: list[dict[str, Any]]) -> str:
         lines.append(f"| {entry['name']} | {entry.get('group') or ''} | {_seconds(stats['median'])} "
                      f"| {spread} | {int(stats['rounds'])} |")
     return "\n".join(lines)
+
+
+def _mapping(value: object) -> dict[str, Any]:
+    """Machine and commit facts are informative only: anything but an object counts as absent."""
+    return value if isinstance(value, dict) else {}
 
 
 def _info(entry: dict[str, Any] | None) -> dict[str, Any]:

@@ -136,6 +136,10 @@ def test_cli_prints_the_table_and_writes_it_with_out(bench_payload, tmp_path, ca
         pytest.param('{"benchmarks": [{"name": "t"}]}', "benchmarks[0] (t): has no 'stats'", id="no-stats"),
         pytest.param('{"benchmarks": [{"stats": {}}]}', "benchmarks[0]: expected an object with a 'name'",
                      id="no-name"),
+        pytest.param('{"benchmarks": [{"name": "t", "stats": {"median": 1, "iqr": 0, "rounds": 5},\n'
+                     '"extra_info": {"lora_rank": "one"}}]}',
+                     "benchmarks[0] (t): extra_info.lora_rank must be a finite number, got 'one'",
+                     id="rank-not-a-number"),
     ],
 )
 def test_bad_input_is_a_clear_error_naming_the_file(tmp_path, capsys, content, message):

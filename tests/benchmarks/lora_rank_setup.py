@@ -204,10 +204,6 @@ def _status_bytes(field: str) -> int:
     return peak if sys.platform == "darwin" else peak * 1024  # bytes on macOS, KiB elsewhere
 
 
-def directory_bytes(folder: Path) -> int:
-    return sum(file.stat().st_size for file in folder.rglob("*") if file.is_file())
-
-
 def workload_info(device: str) -> dict[str, int | str]:
     return {"num_labels": NUM_LABELS, "device": device,
             "torch_threads": torch.get_num_threads(), "cpu_count": os.cpu_count() or 0}
