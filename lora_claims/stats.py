@@ -161,13 +161,14 @@ class BestRank:
     means: dict[int, float]
     best: int
     baseline: int
-    t: DifferenceInterval  # acc(best) - acc(baseline), Bonferroni-adjusted confidence
+    comparator: int  # the best rank other than the baseline
+    t: DifferenceInterval  # acc(comparator) - acc(baseline), Bonferroni-adjusted confidence
     bootstrap: DifferenceInterval
     decision: str  # above_baseline | baseline_best | inconclusive
 
     def to_json(self) -> dict:
         return {"means": {str(r): m for r, m in self.means.items()}, "best": self.best,
-                "baseline": self.baseline, "t": self.t.to_json(),
+                "baseline": self.baseline, "comparator": self.comparator, "t": self.t.to_json(),
                 "bootstrap": self.bootstrap.to_json(), "decision": self.decision}
 
 
@@ -205,4 +206,4 @@ def best_rank_test(acc_by_rank: dict[int, list[float]], baseline: int = 1, alpha
         decision = "above_baseline"
     else:
         decision = "inconclusive"
-    return BestRank(means, best, baseline, t, boot, decision)
+    return BestRank(means, best, baseline, comparator, t, boot, decision)

@@ -1,0 +1,1 @@
+"""Claim evaluators: each turns measurements into a verdict with its evidence."""
