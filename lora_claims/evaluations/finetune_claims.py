@@ -65,7 +65,6 @@ SCALES = {
 
 @dataclass(frozen=True)
 class Plan:
-    claim: str
     encoders: tuple[str, ...]
     tasks: tuple[str, ...]
     ranks: tuple[int, ...]
@@ -92,14 +91,14 @@ def plan_for(claim_id: str, ctx: AuditContext) -> Plan:
                 "C9 is GPU-only: roberta-large at the LM-BFF scale needs a CUDA device; run "
                 "`pytest -m gpu` (or `lora-claims audit --device cuda --profile thorough`)"
             )
-        return Plan("C9", (LARGE_ENCODER,), CLAIMED_TASKS + EXTRA_TASKS, (1, 12), scale,
+        return Plan((LARGE_ENCODER,), CLAIMED_TASKS + EXTRA_TASKS, (1, 12), scale,
                     smoke_on_cpu)
     if claim_id == "C8":
         encoders = PAPER_ENCODERS if paper_models else packaged
-        return Plan("C8", encoders, CLAIMED_TASKS + EXTRA_TASKS, (1, 12), scale, smoke_on_cpu)
+        return Plan(encoders, CLAIMED_TASKS + EXTRA_TASKS, (1, 12), scale, smoke_on_cpu)
     ranks = tuple(get_claim("C10").tolerances["ranks"])
     encoders = PAPER_ENCODERS[:1] if paper_models else packaged
-    return Plan("C10", encoders, (MNLI_TASK,), ranks, scale, smoke_on_cpu)
+    return Plan(encoders, (MNLI_TASK,), ranks, scale, smoke_on_cpu)
 
 
 def resolve_encoders(plan: Plan, ctx: AuditContext) -> tuple[dict[str, str], list[str]]:
