@@ -7,7 +7,7 @@ dev and test at the end. Model loading and tokenization are timed on both sides 
 The Trainer keeps its checkpoints on disk (that is how it restores the best one); ours keeps them
 in memory, batches evaluation by length and tokenizes once. Slow: marked ``slow``.
 
-Measured: 1.3-1.5x, short of the 2x the issue asks for (recorded as a strict xfail).
+Measured: 1.2-1.4x, short of the 2x the issue asks for (recorded as a strict xfail).
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from lora_claims.models import MissingModel, resolve_model
 from tests.finetune_support import require_glue_data
 
 REQUIRED_SPEEDUP = 2.0  # the issue's target
-MEASURED_FLOOR = 1.1  # what we measured reliably (1.3-1.5x), with room for timing noise
+MEASURED_FLOOR = 1.05  # measured 1.2-1.4x; the floor leaves room for timing noise
 CONFIG = RunConfig(model="minilm", task="SST-2", seed=13, rank=8, steps=20, eval_every=5,
                    batch_size=8, eval_batch_size=128, learning_rate=5e-3, max_length=64,
                    test_cap=400)
@@ -123,7 +123,7 @@ def test_our_loop_is_faster_than_the_trainer(timings):
 
 @pytest.mark.slow
 @pytest.mark.xfail(strict=True, reason=(
-    "issue 5 asks for >= 2x; measured 1.3-1.5x (README): model compute dominates both loops on "
+    "issue 5 asks for >= 2x; measured 1.2-1.4x (README): model compute dominates both loops on "
     "CPU, and the Trainer with the same eval batch size loses only its checkpoint writes, "
     "unsorted eval batches and per-step overhead"))
 def test_our_loop_is_at_least_twice_as_fast_as_the_trainer(timings):
