@@ -2,7 +2,7 @@
 
 The LoRA-rank benchmarks (tests/benchmarks/test_bench_lora_ranks.py) record what they measured in
 ``extra_info``: ``measure`` (train_step, eval_batch or save_adapter), ``encoder``, ``lora_rank``,
-``device``, ``batch_size``, ``seq_len``, and counts such as ``lora_parameters`` or
+``device``, ``batch_size``, ``seq_len``, and counts such as ``lora_params`` or
 ``adapter_file_bytes``. Their entries become one row per (encoder, device, rank); every other
 benchmark in the file is listed in a second table with its median time.
 """
@@ -18,8 +18,8 @@ from lora_claims.errors import InvalidArgument
 
 REQUIRED_STATS = ("median", "iqr", "rounds")
 NUMERIC_EXTRA_INFO = ("lora_rank", "batch_size", "seq_len", "peak_memory_bytes",
-                      "peak_memory_above_start_bytes", "optimizer_state_bytes", "lora_parameters",
-                      "head_parameters", "adapter_file_bytes")
+                      "peak_memory_above_start_bytes", "optimizer_state_bytes", "lora_params",
+                      "head_params", "adapter_file_bytes")
 PEAK_MEMORY_KINDS = {
     "rss": "resident set of the process",
     "rss_session_peak": "resident-set peak of the whole session (could not be reset per benchmark)",
@@ -123,8 +123,8 @@ def _rank_table(entries: list[dict[str, Any]]) -> str:
             _throughput_cell(evaluation),
             _peak_memory_cell(_info(train)),
             _bytes(_info(train).get("optimizer_state_bytes"), "KiB"),
-            _count(counts.get("lora_parameters")),
-            _count(counts.get("head_parameters")),
+            _count(counts.get("lora_params")),
+            _count(counts.get("head_params")),
             _bytes(counts.get("adapter_file_bytes"), "KiB"),
         ]
         lines.append("| " + " | ".join(cells) + " |")

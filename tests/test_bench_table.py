@@ -42,14 +42,14 @@ def bench_payload() -> dict:
     for rank in (1, 16):
         benchmarks += [
             _entry(f"test_train_step[minilm-{rank}-cpu]", "minilm-train_step-cpu", 0.5,
-                   _rank_info("train_step", rank, lora_parameters=9_216 * rank, head_parameters=770,
+                   _rank_info("train_step", rank, lora_params=9_216 * rank, head_params=770,
                               optimizer_state_bytes=8 * (9_216 * rank + 770) + 104,
                               peak_memory_bytes=600 * 1024**2, peak_memory_above_start_bytes=12 * 1024**2,
                               peak_memory_kind="rss")),
             _entry(f"test_eval_batch[minilm-{rank}-cpu]", "minilm-eval_batch-cpu", 0.25,
                    _rank_info("eval_batch", rank, peak_memory_bytes=550 * 1024**2, peak_memory_kind="rss")),
             _entry(f"test_save_adapter[minilm-{rank}]", "minilm-save_adapter-cpu", 0.08,
-                   _rank_info("save_adapter", rank, lora_parameters=9_216 * rank, head_parameters=770,
+                   _rank_info("save_adapter", rank, lora_params=9_216 * rank, head_params=770,
                               adapter_file_bytes=4 * (9_216 * rank + 770) + 3_480)),
         ]
     benchmarks.append(_entry("test_cstar_batched", "cstar", 0.0042, {}))

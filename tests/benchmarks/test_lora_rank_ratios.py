@@ -21,11 +21,11 @@ from lora_rank_setup import (
     fixed_batch,
     make_train_step,
     optimizer_state_bytes,
-    parameter_counts,
 )
 from safetensors import safe_open
 
 from lora_claims.capacity import ENCODERS
+from lora_claims.finetune import parameter_counts
 
 # A rank-1 step may take at most this much longer than a rank-16 step: their true costs differ by a
 # few percent (the LoRA factors are a sliver of the frozen encoder's work), so a larger gap means
@@ -51,10 +51,10 @@ def test_trainable_parameters_are_r_times_m_plus_n_per_adapted_matrix(minilm_mod
         counts = parameter_counts(model)
         # Two independent derivations: the frozen layers' shapes, and the encoder's table entry
         # (every layer adapts q and v, both hidden x hidden).
-        assert counts["lora_parameters"] == expected_lora_parameters(model, MINILM, rank)
-        assert counts["lora_parameters"] == rank * spec.adapted_matrices("all_layers") * 2 * spec.hidden
-        assert counts["head_parameters"] == (spec.hidden + 1) * NUM_LABELS
-    assert parameter_counts(models[1])["lora_parameters"] == 9_216  # research/data-and-models.md
+        assert counts["lora_params"] == expected_lora_parameters(model, MINILM, rank)
+        assert counts["lora_params"] == rank * spec.adapted_matrices("all_layers") * 2 * spec.hidden
+        assert counts["head_params"] == (spec.hidden + 1) * NUM_LABELS
+    assert parameter_counts(models[1])["lora_params"] == 9_216  # research/data-and-models.md
 
 
 def test_adapter_file_grows_with_rank_and_holds_exactly_the_trainable_parameters(minilm_models, tmp_path):
@@ -66,7 +66,7 @@ def test_adapter_file_grows_with_rank_and_holds_exactly_the_trainable_parameters
         with safe_open(weights, "pt") as stored:
             tensors = [stored.get_tensor(key) for key in stored.keys()]
         counts = parameter_counts(model)
-        assert sum(t.numel() for t in tensors) == counts["lora_parameters"] + counts["head_parameters"]
+        assert sum(t.numel() for t in tensors) == counts["lora_params"] + counts["head_params"]
         payload = sum(t.numel() * t.element_size() for t in tensors)
         header = weights.stat().st_size - payload
         assert 0 < header < 16_384, f"rank {rank}: {header} bytes beyond the tensors"
