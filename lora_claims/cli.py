@@ -187,6 +187,7 @@ def _run_finetune(args: argparse.Namespace) -> int:
     if args.out:
         atomic_write_text(args.out, to_json(records))
         print(f"records written to {args.out}")
+    return 0
 
 
 def _add_bench_table(subparsers: argparse._SubParsersAction) -> None:
