@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import io
 import os
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -176,6 +177,7 @@ class JacobianFeatures:
     left: dict[str, torch.Tensor]
     right: dict[str, torch.Tensor]
     f0: torch.Tensor
+    seconds: float = 0.0  # wall time of the extraction (kept with cached features)
 
     @property
     def n_examples(self) -> int:
@@ -210,11 +212,13 @@ class JacobianFeatures:
         return gram
 
     def state(self) -> dict:
-        return {"matrices": list(self.matrices), "left": self.left, "right": self.right, "f0": self.f0}
+        return {"matrices": list(self.matrices), "left": self.left, "right": self.right, "f0": self.f0,
+                "seconds": self.seconds}
 
     @classmethod
     def from_state(cls, state: Mapping) -> JacobianFeatures:
-        return cls(tuple(state["matrices"]), dict(state["left"]), dict(state["right"]), state["f0"])
+        return cls(tuple(state["matrices"]), dict(state["left"]), dict(state["right"]), state["f0"],
+                   float(state["seconds"]))
 
 
 def _batches(encodings: Encodings, batch_size: int) -> Iterator[tuple[slice, dict[str, torch.Tensor]]]:
@@ -254,6 +258,7 @@ def extract_features(model: nn.Module, encodings: Encodings, matrices: Sequence[
     check_memory(feature_bytes(n_examples, tokens, n_outputs, shapes, itemsize),
                  memory_budget, f"Jacobian features of {n_examples} examples x {tokens} tokens x "
                  f"K = {n_outputs} for {len(shapes)} matrices")
+    start = time.perf_counter()
     modules = dict(model.named_modules())
     left = {name: [] for name in matrices}
     right = {name: [] for name in matrices}
@@ -266,7 +271,8 @@ def extract_features(model: nn.Module, encodings: Encodings, matrices: Sequence[
             right[name].append(nn.functional.pad(batch_right[name], (0, 0, 0, pad)))
         f0.append(logits)
     return JacobianFeatures(tuple(matrices), {name: torch.cat(left[name]) for name in matrices},
-                            {name: torch.cat(right[name]) for name in matrices}, torch.cat(f0))
+                            {name: torch.cat(right[name]) for name in matrices}, torch.cat(f0),
+                            time.perf_counter() - start)
 
 
 def _batch_factors(model, modules, batch, matrices, shapes, n_outputs):

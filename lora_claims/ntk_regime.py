@@ -81,9 +81,10 @@ class TrainedLora:
     factors: dict[str, tuple[torch.Tensor, torch.Tensor]]  # name -> (B [m, r], A [r, n])
     losses: list[float]  # training loss before each step and at the end
     seconds: float
+    snapshots: dict[int, dict[str, torch.Tensor]]  # step -> the update B A after that many steps
 
     def deltas(self) -> dict[str, torch.Tensor]:
-        return {name: (b @ a).detach() for name, (b, a) in self.factors.items()}
+        return _deltas(self.factors)
 
 
 def init_factors(shapes: Mapping[str, tuple[int, int]], rank: int, seed: int,
@@ -99,12 +100,18 @@ def init_factors(shapes: Mapping[str, tuple[int, int]], rank: int, seed: int,
     return factors
 
 
-def _optimize(factors, loss_fn, run: LoraRun) -> TrainedLora:
+def _deltas(factors) -> dict[str, torch.Tensor]:
+    return {name: (b @ a).detach() for name, (b, a) in factors.items()}
+
+
+def _optimize(factors, loss_fn, run: LoraRun, snapshot_steps: Sequence[int] = ()) -> TrainedLora:
     params = [tensor.requires_grad_() for pair in factors.values() for tensor in pair]
     optimizer = (torch.optim.Adam if run.optimizer == "adam" else torch.optim.SGD)(params, lr=run.lr)
-    losses = []
+    losses, snapshots = [], {}
     start = time.perf_counter()
-    for _ in range(run.steps):
+    for step in range(run.steps):
+        if step in snapshot_steps:
+            snapshots[step] = _deltas(factors)
         optimizer.zero_grad()
         loss = loss_fn()
         loss.backward()
@@ -114,11 +121,15 @@ def _optimize(factors, loss_fn, run: LoraRun) -> TrainedLora:
         losses.append(loss_fn().item())
     for tensor in params:
         tensor.requires_grad_(False)
-    return TrainedLora(factors, losses, time.perf_counter() - start)
+    return TrainedLora(factors, losses, time.perf_counter() - start, snapshots)
 
 
-def train_real(model: nn.Module, train: EncodedSplit, matrices: Sequence[str], run: LoraRun) -> TrainedLora:
-    """LoRA on ``matrices`` of the real model, full batch, cross-entropy; the model is not modified."""
+def train_real(model: nn.Module, train: EncodedSplit, matrices: Sequence[str], run: LoraRun,
+               snapshot_steps: Sequence[int] = ()) -> TrainedLora:
+    """LoRA on ``matrices`` of the real model, full batch, cross-entropy; the model is not modified.
+
+    ``snapshot_steps``: steps before which the update B A is kept (for the kernel's trajectory).
+    """
     shapes = matrix_shapes(model, matrices)
     params = dict(model.named_parameters())
     base = {name: params[f"{name}.weight"].detach() for name in matrices}
@@ -130,7 +141,7 @@ def train_real(model: nn.Module, train: EncodedSplit, matrices: Sequence[str], r
         logits = functional_call(model, weights, kwargs=batch).logits
         return nn.functional.cross_entropy(logits, train.labels)
 
-    return _optimize(factors, loss, run)
+    return _optimize(factors, loss, run, snapshot_steps)
 
 
 def train_linearized(features: JacobianFeatures, labels: torch.Tensor, run: LoraRun) -> TrainedLora:
@@ -169,10 +180,15 @@ def accuracy(logits: torch.Tensor, labels: torch.Tensor) -> float:
 
 
 def regime_run(model: nn.Module, features: JacobianFeatures, train: EncodedSplit, test: EncodedSplit,
-               run: LoraRun, batch_size: int = 32) -> dict:
-    """Train real and linearized LoRA from one initialization and compare them (see module doc)."""
+               run: LoraRun, batch_size: int = 32, kernel_points: int = 4) -> dict:
+    """Train real and linearized LoRA from one initialization and compare them (see module doc).
+
+    The kernel's relative change is also read at ``kernel_points`` evenly spaced steps of the real
+    run (``kernel_trajectory``: step, training loss, change), so one can see when it moves.
+    """
     matrices = features.matrices
-    real = train_real(model, train, matrices, run)
+    checkpoints = sorted({round(i * run.steps / kernel_points) for i in range(1, kernel_points)} - {0})
+    real = train_real(model, train, matrices, run, checkpoints)
     linear = train_linearized(features, train.labels, run)
     real_deltas, linear_deltas = real.deltas(), linear.deltas()
 
@@ -184,8 +200,13 @@ def regime_run(model: nn.Module, features: JacobianFeatures, train: EncodedSplit
     linear_eval_seconds = time.perf_counter() - start
     _, taylor_test = linearized_logits(model, test.encodings, real_deltas, batch_size)
 
-    with shifted_weights(model, real_deltas):
-        end_features = extract_features(model, train.encodings, matrices, features.n_outputs, batch_size)
+    kernel = features.kernel()
+    trajectory = [{"step": 0, "train_loss": real.losses[0], "ntk_relative_change": 0.0}]
+    for step, deltas in [*real.snapshots.items(), (run.steps, real_deltas)]:
+        with shifted_weights(model, deltas):
+            moved = extract_features(model, train.encodings, matrices, features.n_outputs, batch_size)
+        trajectory.append({"step": step, "train_loss": real.losses[step],
+                           "ntk_relative_change": relative_change(kernel, moved.kernel())})
     real_train = logits_at(model, train.encodings, real_deltas, batch_size)
     linear_train = features.f0 + features.inner(linear_deltas)
     weights = dict(model.named_parameters())
@@ -209,7 +230,8 @@ def regime_run(model: nn.Module, features: JacobianFeatures, train: EncodedSplit
         "base_test_accuracy": accuracy(base_test, test.labels),
         "linearized_vs_real": compare_predictions(real_test, linear_test, base_test),
         "taylor_vs_real": compare_predictions(real_test, taylor_test, base_test),
-        "ntk_relative_change": relative_change(features.kernel(), end_features.kernel()),
+        "ntk_relative_change": trajectory[-1]["ntk_relative_change"],
+        "kernel_trajectory": trajectory,
     }
 
 
