@@ -146,16 +146,32 @@ _CLAIMS = [
         id="C6",
         title="Under cross-entropy, PL removes the rank threshold",
         statement=(
-            "With cross-entropy in the linearized model, gradient descent from the standard LoRA "
-            "initialization reaches the infimum of the training loss at every rank, rank 1 included."
+            "For cross-entropy in the linearized model, the Polyak-Lojasiewicz inequality removes the "
+            "rank threshold entirely: gradient descent from the standard LoRA initialization (B = 0, A "
+            "random) reaches the infimum of the training loss at every rank, rank 1 included."
         ),
         formalization=(
-            "Rank-1 CE training on linearized instances reaches loss < epsilon and 100% training "
-            "accuracy; the PL ratio along trajectories; the rank-1 separability capacity as N grows."
+            "Three readings, measured on random-label instances of the linearized model (Gaussian iid "
+            "and last-layer features G_jk = e_k h_j^T): (practical) at canonical-like sizes (K = 2, "
+            "N = 32; K = 3, N = 48) rank-1 Armijo GD reaches mean CE < epsilon with 100% training "
+            "accuracy in at least success_fraction of trials; (literal, 'entirely') no N at which "
+            "rank-1 CE stops separating: the separability fraction as N grows, transition N50 compared "
+            "with the manifold dimension m + n - 1; (mechanism) the PL ratio ||grad F||^2 / (2 (F - inf "
+            "F)) along trajectories, by decade of the gap: slope of log ratio on log gap above "
+            "pl_decay_slope means it decays to 0 (no global PL), below pl_bounded_slope means bounded. "
+            "Supported if all three hold; supported with caveats if the practical reading holds but "
+            "the threshold is only moved or global PL fails; not supported if the practical reading "
+            "fails; inconclusive if the squared-loss negative control (rank 1, KN > m + n - 1) "
+            "reaches epsilon."
         ),
-        version="1.0",
-        evaluation="Batched linearized-model training (issue 4).",
-        issue=4,
+        version="1.1",
+        evaluation=(
+            "Batched linearized-model training (lora_claims.ce_experiments); inf F under l2 from the "
+            "convex nuclear-norm problem (lora_claims.convex) where its rank <= r."
+        ),
+        tolerances={"epsilon": 1e-3, "success_fraction": 0.9, "pl_decay_slope": 0.5,
+                    "pl_bounded_slope": 0.25, "weight_decay": 1e-2},
+        evaluator="lora_claims.evaluations.ntk_claims:evaluate_c6",
     ),
     ClaimSpec(
         id="C7",
@@ -165,13 +181,20 @@ _CLAIMS = [
             "bound for binary classification (bias saturated at r = 1) but not for K > 2."
         ),
         formalization=(
-            "Bias (best training loss at rank r) plus a Rademacher variance term growing with r; the "
-            "predicted optimal rank compared with the test-loss minimizer in teacher-student "
-            "simulations for K = 2, 3, 4."
+            "Bound: test(r) <= bias(r) + 4 sqrt(r) rho E||(1/N) sum sigma_jk G_jk||_op (rank-r class "
+            "with ||Delta||_F <= rho inside the nuclear ball of radius sqrt(r) rho; CE contraction "
+            "factor 2), bias(r) = CE of rank-r training on a sample bias_factor times larger; "
+            "predicted rank = its argmin. Simulation: Gaussian-feature teacher of rank K - 1 (K = 2, "
+            "3, 4) and a K = 3 rank-1-teacher control, student CE GD constrained to the teacher's "
+            "norm, held-out test CE by rank with t-intervals over trials. Supported if the measured "
+            "optimum is 1 for K = 2 and above 1 for K > 2 (test(1) - test(best) > 0 with its "
+            "interval) and the bound predicts the same; supported with caveats if only the measured "
+            "pattern holds; inconclusive if the control's optimum is not 1."
         ),
-        version="1.0",
-        evaluation="Bound plus linearized teacher-student simulation (issue 4).",
-        issue=4,
+        version="1.1",
+        evaluation="Bound plus linearized teacher-student simulation (lora_claims.generalization).",
+        tolerances={"teacher_norm": 3.0, "confidence": 0.95},
+        evaluator="lora_claims.evaluations.ntk_claims:evaluate_c7",
     ),
     ClaimSpec(
         id="C8",
