@@ -1,0 +1,94 @@
+"""C6's experiments with real Jacobian features in place of Gaussian ones (the linearized trainer).
+
+- ``rank_trainability``: the task's own k-shot training set and labels, the full adapted matrix
+  (384 x 384 for MiniLM), base logits f0 of the real model: does rank-r Armijo GD on cross-entropy
+  reach loss < epsilon with 100% training accuracy, from several LoRA initializations? Also with
+  random labels, the capacity setting of the Gaussian experiments.
+- ``block_separability``: rank-1 separability of random labels as N grows, on s x s blocks of the
+  real features (``feature_blocks``) at the sizes of the Gaussian capacity sweep, so the transition
+  N50 can be put next to the Gaussian one.
+
+Both return JSON-ready dicts in the layout of ``ce_experiments`` (fractions with Wilson intervals).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from lora_claims.capacity import manifold_dim
+from lora_claims.ce_experiments import transition_point
+from lora_claims.feature_blocks import sample_blocks
+from lora_claims.linearized import DTYPE, FactoredFeatures, LinearizedProblem
+from lora_claims.ntk_features import JacobianFeatures
+from lora_claims.stats import wilson_interval
+from lora_claims.training import TrainConfig, train
+
+
+def _fraction(successes: int, trials: int) -> dict:
+    low, high = wilson_interval(successes, trials)
+    return {"successes": successes, "trials": trials, "fraction": successes / trials, "wilson": [low, high]}
+
+
+def _unit_scale(left: torch.Tensor, right: torch.Tensor) -> torch.Tensor:
+    """``left`` rescaled so that the features G have unit mean-square entry (see feature_blocks)."""
+    dense = torch.einsum("jktm,jtn->jkmn", left, right)
+    return left / dense.square().mean().sqrt()
+
+
+def rank_trainability(features: JacobianFeatures, matrix: str, labels: torch.Tensor, ranks: list[int],
+                      inits: int, steps: int, epsilon: float, random_labels: bool = False,
+                      seed: int = 0) -> dict:
+    """Success fraction per rank over ``inits`` LoRA initializations on the real training set."""
+    generator = torch.Generator().manual_seed(seed)
+    left = _unit_scale(features.left[matrix].to(DTYPE), features.right[matrix].to(DTYPE))
+    target = labels.long()
+    if random_labels:
+        target = torch.randint(0, features.n_outputs, labels.shape, generator=generator)
+    count = len(ranks) * inits
+    problem = LinearizedProblem(FactoredFeatures(left, features.right[matrix].to(DTYPE)),
+                                target.expand(count, -1), "cross_entropy", features.f0.to(DTYPE))
+    rank_of = torch.tensor(ranks).repeat_interleave(inits)
+    result = train(problem, TrainConfig(rank=max(ranks), steps=steps, stop_below=epsilon), ranks=rank_of,
+                   generator=generator)
+    reached = (result.objective < epsilon) & (result.accuracy == 1)
+    m, n = features.shape(matrix)
+    per_rank = {}
+    for index, rank in enumerate(ranks):
+        part = slice(index * inits, (index + 1) * inits)
+        per_rank[str(rank)] = {
+            **_fraction(int(reached[part].sum()), inits),
+            "median_final_loss": float(result.objective[part].median()),
+            "median_train_accuracy": float(result.accuracy[part].median()),
+            "manifold_dim": manifold_dim(rank, m, n),
+        }
+    return {"matrix": matrix, "labels": "random" if random_labels else "task", "K": features.n_outputs,
+            "N": features.n_examples, "m": m, "n": n, "KN": features.n_outputs * features.n_examples,
+            "epsilon": epsilon, "steps": steps, "steps_run": result.steps_run, "ranks": per_rank}
+
+
+def block_separability(pool: JacobianFeatures, matrix: str, block: int, sizes: list[int], trials: int,
+                       steps: int, seed: int = 0) -> dict:
+    """Fraction of (block, example subset, random labels) instances that rank-1 CE separates, per N.
+
+    Every instance holds max(sizes) examples; a mask keeps the first N (as in the Gaussian sweep).
+    f0 = 0, so only the adapted block decides the labels.
+    """
+    generator = torch.Generator().manual_seed(seed)
+    n_max = max(sizes)
+    count = len(sizes) * trials
+    blocks = sample_blocks(pool, matrix, count, n_max, block, generator)
+    mask = torch.zeros(count, n_max, dtype=torch.bool)
+    for index, size in enumerate(sizes):
+        mask[index * trials:(index + 1) * trials, :size] = True
+    labels = torch.randint(0, pool.n_outputs, (count, n_max), generator=generator)
+    problem = LinearizedProblem(FactoredFeatures(blocks.left, blocks.right), labels, "cross_entropy",
+                                mask=mask)
+    result = train(problem, TrainConfig(rank=1, steps=steps, stop_below=1e-6), generator=generator)
+    separated = (result.accuracy == 1).view(len(sizes), trials).sum(dim=1).tolist()
+    rows = [{"N": size, "KN": pool.n_outputs * size, **_fraction(int(hits), trials)}
+            for size, hits in zip(sizes, separated, strict=True)]
+    dim = manifold_dim(1, block, block)
+    n50 = transition_point([row["N"] for row in rows], [row["fraction"] for row in rows])
+    return {"source": f"real:{matrix}", "K": pool.n_outputs, "m": block, "n": block, "manifold_dim": dim,
+            "steps": steps, "pool": pool.n_examples, "rows": rows, "N50": n50,
+            "KN50_over_dim": None if n50 is None else pool.n_outputs * n50 / dim}
