@@ -108,11 +108,9 @@ def matrix_shapes(model: nn.Module, matrices: Sequence[str]) -> dict[str, tuple[
     return shapes
 
 
-def check_logits(model: nn.Module, n_outputs: int, encodings: Encodings) -> None:
-    """Fail unless the model returns ``logits`` with the task's K columns (tried on one example)."""
-    sample = {key: value[:1] for key, value in encodings.items()}
-    with torch.no_grad():
-        logits = getattr(model(**sample), "logits", None)
+def checked_logits(model: nn.Module, output, n_outputs: int) -> torch.Tensor:
+    """The ``logits`` of a model output, or a clear error when the head cannot give the task's K."""
+    logits = getattr(output, "logits", None)
     if logits is None:
         raise InvalidArgument(
             f"{type(model).__name__} returns no logits (no classification head); load the model with "
@@ -123,6 +121,7 @@ def check_logits(model: nn.Module, n_outputs: int, encodings: Encodings) -> None
             f"the head of {type(model).__name__} gives logits of shape {tuple(logits.shape[1:])} per "
             f"example but the task has K = {n_outputs} classes; load the model with num_labels={n_outputs}"
         )
+    return logits
 
 
 # --- memory -----------------------------------------------------------------------------------------
@@ -221,18 +220,18 @@ class JacobianFeatures:
                    float(state["seconds"]))
 
 
-def _batches(encodings: Encodings, batch_size: int) -> Iterator[tuple[slice, dict[str, torch.Tensor]]]:
-    """Slices of the encodings, each trimmed to its own longest sequence (padding costs nothing)."""
+def batches(encodings: Encodings, batch_size: int) -> Iterator[dict[str, torch.Tensor]]:
+    """Consecutive rows of the encodings, each batch trimmed to its own longest sequence."""
     mask = encodings["attention_mask"]
-    for start in range(0, mask.shape[0], batch_size):
+    for start in range(0, mask.shape[0], require_int("batch_size", batch_size)):
         rows = slice(start, start + batch_size)
         length = int(mask[rows].sum(dim=1).max())
-        yield rows, {key: value[rows, :length] for key, value in encodings.items()}
+        yield {key: value[rows, :length] for key, value in encodings.items()}
 
 
 def trimmed(encodings: Encodings) -> dict[str, torch.Tensor]:
     """All rows, trimmed to the longest sequence among them."""
-    return next(_batches(encodings, _check_encodings(encodings)))[1]
+    return next(batches(encodings, _check_encodings(encodings)))
 
 
 def _check_encodings(encodings: Encodings) -> int:
@@ -251,7 +250,6 @@ def extract_features(model: nn.Module, encodings: Encodings, matrices: Sequence[
     """Jacobian features of the K logits w.r.t. ``matrices`` for every encoded example."""
     n_examples = _check_encodings(encodings)
     batch_size = require_int("batch_size", batch_size)
-    check_logits(model, n_outputs, encodings)
     shapes = matrix_shapes(model, matrices)
     tokens = encodings["input_ids"].shape[1]
     itemsize = next(model.parameters()).element_size()
@@ -263,7 +261,7 @@ def extract_features(model: nn.Module, encodings: Encodings, matrices: Sequence[
     left = {name: [] for name in matrices}
     right = {name: [] for name in matrices}
     f0 = []
-    for _, batch in _batches(encodings, batch_size):
+    for batch in batches(encodings, batch_size):
         batch_left, batch_right, logits = _batch_factors(model, modules, batch, matrices, shapes, n_outputs)
         pad = tokens - batch["input_ids"].shape[1]
         for name in matrices:
@@ -291,7 +289,7 @@ def _batch_factors(model, modules, batch, matrices, shapes, n_outputs):
 
         handles = [modules[name].register_forward_hook(hook_for(name)) for name in matrices]
         try:
-            logits = model(**batch).logits
+            logits = checked_logits(model, model(**batch), n_outputs)
         finally:
             for handle in handles:
                 handle.remove()
@@ -332,7 +330,7 @@ def linearized_logits(model: nn.Module, encodings: Encodings, deltas: Mapping[st
             raise InvalidArgument(f"delta for {matrix!r} must have shape {shapes[matrix]}, got {tuple(delta.shape)}")
         tangents[names[matrix]] = delta.detach().to(primals[names[matrix]].dtype)
     base, moved = [], []
-    for _, batch in _batches(encodings, require_int("batch_size", batch_size)):
+    for batch in batches(encodings, batch_size):
         try:
             f0, change = jvp(lambda weights, batch=batch: functional_call(model, weights, kwargs=batch).logits,
                              (primals,), (tangents,))
@@ -352,7 +350,7 @@ def logits_at(model: nn.Module, encodings: Encodings, deltas: Mapping[str, torch
     _check_encodings(encodings)
     outputs = []
     with torch.no_grad(), shifted_weights(model, deltas or {}):
-        for _, batch in _batches(encodings, require_int("batch_size", batch_size)):
+        for batch in batches(encodings, batch_size):
             outputs.append(model(**batch).logits)
     return torch.cat(outputs)
 
@@ -372,6 +370,82 @@ def shifted_weights(model: nn.Module, deltas: Mapping[str, torch.Tensor]):
         with torch.no_grad():
             for matrix, weight in saved.items():
                 params[names[matrix]].copy_(weight)
+
+
+# --- skipping the frozen layers ---------------------------------------------------------------------
+
+
+class _Passthrough(nn.Module):
+    """Stands in for a frozen block whose output is replayed: returns its hidden-state input."""
+
+    def forward(self, hidden_states, *args, **kwargs):
+        return hidden_states
+
+
+def _layer_stack(model: nn.Module, matrices: Sequence[str]) -> tuple[nn.ModuleList, int] | None:
+    """The ModuleList of blocks that holds every matrix, and the lowest block index among them."""
+    modules = dict(model.named_modules())
+    stacks = set()
+    lowest = None
+    for name in matrices:
+        parts = name.split(".")
+        digits = [i for i, part in enumerate(parts) if part.isdigit()]
+        if not digits:
+            return None
+        stacks.add(".".join(parts[:digits[-1]]))
+        index = int(parts[digits[-1]])
+        lowest = index if lowest is None else min(lowest, index)
+    stack = modules.get(stacks.pop()) if len(stacks) == 1 else None
+    return (stack, lowest) if isinstance(stack, nn.ModuleList) else None
+
+
+@contextmanager
+def frozen_prefix(model: nn.Module, matrices: Sequence[str], batch: Mapping[str, torch.Tensor]):
+    """Inside the context, forward passes *on this batch* skip the blocks below the lowest adapted one.
+
+    Those blocks do not depend on the adapted matrices, so their output is computed once and
+    replayed: they become pass-throughs and the first adapted block receives the stored hidden
+    states. The replay is checked against the full forward pass once; a model whose blocks do not
+    fit this pattern simply runs in full.
+    """
+    found = _layer_stack(model, matrices)
+    if found is None or found[1] == 0:
+        yield
+        return
+    stack, first = found
+    stored = {}
+
+    def capture(module, args):
+        if args:
+            stored["hidden"] = args[0].detach()
+
+    handle = stack[first].register_forward_pre_hook(capture)
+    try:
+        with torch.no_grad():
+            full = model(**batch).logits
+    finally:
+        handle.remove()
+    if "hidden" not in stored:
+        yield
+        return
+    originals = [stack[i] for i in range(first)]
+    for i in range(first):
+        stack[i] = _Passthrough()
+    handle = stack[first].register_forward_pre_hook(lambda module, args: (stored["hidden"], *args[1:]))
+
+    def restore():
+        handle.remove()
+        for i, block in enumerate(originals):
+            stack[i] = block
+
+    try:
+        with torch.no_grad():
+            replayed = model(**batch).logits
+        if not torch.allclose(replayed, full, rtol=1e-4, atol=1e-6):
+            restore()
+        yield
+    finally:
+        restore()
 
 
 # --- disk cache -------------------------------------------------------------------------------------

@@ -30,7 +30,9 @@ from lora_claims.errors import InvalidArgument, require_int, require_positive_fl
 from lora_claims.ntk_features import (
     Encodings,
     JacobianFeatures,
+    batches,
     extract_features,
+    frozen_prefix,
     linearized_logits,
     logits_at,
     matrix_shapes,
@@ -141,7 +143,11 @@ def train_real(model: nn.Module, train: EncodedSplit, matrices: Sequence[str], r
         logits = functional_call(model, weights, kwargs=batch).logits
         return nn.functional.cross_entropy(logits, train.labels)
 
-    return _optimize(factors, loss, run, snapshot_steps)
+    start = time.perf_counter()
+    with frozen_prefix(model, matrices, batch):
+        trained = _optimize(factors, loss, run, snapshot_steps)
+    trained.seconds = time.perf_counter() - start  # the replayed layers' one forward pass included
+    return trained
 
 
 def train_linearized(features: JacobianFeatures, labels: torch.Tensor, run: LoraRun) -> TrainedLora:
@@ -179,6 +185,34 @@ def accuracy(logits: torch.Tensor, labels: torch.Tensor) -> float:
     return float((logits.argmax(dim=1) == labels).double().mean())
 
 
+def test_predictions(model: nn.Module, matrices: Sequence[str], test: EncodedSplit,
+                     real_deltas: Mapping[str, torch.Tensor], linear_deltas: Mapping[str, torch.Tensor],
+                     batch_size: int = 32) -> dict:
+    """Test logits of the real model at W0 + Delta_real, of the linearized model at Delta_linear
+    (and f0), and of the Taylor model at Delta_real, batch by batch over the replayed frozen layers.
+
+    ``seconds``: the frozen layers' forward pass (needed by either model) and each model's own part.
+    """
+    parts = {"real": [], "base": [], "linearized": [], "taylor": []}
+    seconds = {"prefix": 0.0, "real": 0.0, "linearized": 0.0}
+    for batch in batches(test.encodings, batch_size):
+        rows = batch["input_ids"].shape[0]
+        start = time.perf_counter()
+        with frozen_prefix(model, matrices, batch):
+            middle = time.perf_counter()
+            parts["real"].append(logits_at(model, batch, real_deltas, rows))
+            after_real = time.perf_counter()
+            base, linear = linearized_logits(model, batch, linear_deltas, rows)
+            after_linear = time.perf_counter()
+            parts["taylor"].append(linearized_logits(model, batch, real_deltas, rows)[1])
+        parts["base"].append(base)
+        parts["linearized"].append(linear)
+        seconds["prefix"] += middle - start
+        seconds["real"] += after_real - middle
+        seconds["linearized"] += after_linear - after_real
+    return {**{name: torch.cat(values) for name, values in parts.items()}, "seconds": seconds}
+
+
 def regime_run(model: nn.Module, features: JacobianFeatures, train: EncodedSplit, test: EncodedSplit,
                run: LoraRun, batch_size: int = 32, kernel_points: int = 4) -> dict:
     """Train real and linearized LoRA from one initialization and compare them (see module doc).
@@ -192,22 +226,22 @@ def regime_run(model: nn.Module, features: JacobianFeatures, train: EncodedSplit
     linear = train_linearized(features, train.labels, run)
     real_deltas, linear_deltas = real.deltas(), linear.deltas()
 
-    start = time.perf_counter()
-    real_test = logits_at(model, test.encodings, real_deltas, batch_size)
-    real_eval_seconds = time.perf_counter() - start
-    start = time.perf_counter()
-    base_test, linear_test = linearized_logits(model, test.encodings, linear_deltas, batch_size)
-    linear_eval_seconds = time.perf_counter() - start
-    _, taylor_test = linearized_logits(model, test.encodings, real_deltas, batch_size)
+    predictions = test_predictions(model, matrices, test, real_deltas, linear_deltas, batch_size)
+    real_test, base_test = predictions["real"], predictions["base"]
+    linear_test, taylor_test = predictions["linearized"], predictions["taylor"]
+    real_eval_seconds = predictions["seconds"]["prefix"] + predictions["seconds"]["real"]
+    linear_eval_seconds = predictions["seconds"]["prefix"] + predictions["seconds"]["linearized"]
 
     kernel = features.kernel()
     trajectory = [{"step": 0, "train_loss": real.losses[0], "ntk_relative_change": 0.0}]
-    for step, deltas in [*real.snapshots.items(), (run.steps, real_deltas)]:
-        with shifted_weights(model, deltas):
-            moved = extract_features(model, train.encodings, matrices, features.n_outputs, batch_size)
-        trajectory.append({"step": step, "train_loss": real.losses[step],
-                           "ntk_relative_change": relative_change(kernel, moved.kernel())})
-    real_train = logits_at(model, train.encodings, real_deltas, batch_size)
+    batch, rows = trimmed(train.encodings), features.n_examples
+    with frozen_prefix(model, matrices, batch):  # every pass below runs on this one batch
+        for step, deltas in [*real.snapshots.items(), (run.steps, real_deltas)]:
+            with shifted_weights(model, deltas):
+                moved = extract_features(model, batch, matrices, features.n_outputs, batch_size=rows)
+            trajectory.append({"step": step, "train_loss": real.losses[step],
+                               "ntk_relative_change": relative_change(kernel, moved.kernel())})
+        real_train = logits_at(model, batch, real_deltas, batch_size=rows)
     linear_train = features.f0 + features.inner(linear_deltas)
     weights = dict(model.named_parameters())
     return {

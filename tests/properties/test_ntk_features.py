@@ -10,9 +10,10 @@ from lora_claims.errors import InvalidArgument
 from lora_claims.ntk_features import (
     FeaturesTooLarge,
     cached_features,
-    check_logits,
+    checked_logits,
     extract_features,
     feature_bytes,
+    frozen_prefix,
     linearized_logits,
     logits_at,
     select_matrices,
@@ -151,7 +152,7 @@ def test_unknown_layer_fails():
 def test_head_without_the_task_logits_fails():
     model = tiny_bert(num_labels=3)
     with pytest.raises(InvalidArgument, match=r"logits of shape \(3,\) .* K = 2 classes"):
-        check_logits(model, 2, encodings())
+        checked_logits(model, model(**encodings()), 2)
     with pytest.raises(InvalidArgument, match=r"K = 2"):
         extract_features(model, encodings(), select_matrices(model), n_outputs=2)
     encoder_only = headless_copy(model)
@@ -182,3 +183,32 @@ def test_delta_of_the_wrong_shape_fails():
     matrix = select_matrices(model)[0]
     with pytest.raises(InvalidArgument, match=r"shape \(8, 8\)"):
         linearized_logits(model, encodings(), {matrix: torch.zeros(8, 4, dtype=torch.float64)})
+
+
+def test_frozen_prefix_replays_the_lower_layers_exactly():
+    model = tiny_bert()
+    enc = encodings()
+    matrices = select_matrices(model)  # layer 1 only: layer 0 can be replayed
+    weight = dict(model.named_parameters())[f"{matrices[1]}.weight"]
+    full_logits = model(**enc).logits
+    (full_grad,) = torch.autograd.grad(full_logits.square().sum(), weight)
+    blocks = model.bert.encoder.layer
+    original = blocks[0]
+    with frozen_prefix(model, matrices, enc):
+        assert blocks[0] is not original, "the frozen block must be skipped"
+        logits = model(**enc).logits
+        (grad,) = torch.autograd.grad(logits.square().sum(), weight)
+        features = extract_features(model, enc, matrices, n_outputs=3, batch_size=5)
+    assert blocks[0] is original
+    torch.testing.assert_close(logits, full_logits)
+    torch.testing.assert_close(grad, full_grad)
+    reference = extract_features(model, enc, matrices, n_outputs=3)
+    torch.testing.assert_close(features.left[matrices[1]], reference.left[matrices[1]])
+
+
+def test_frozen_prefix_runs_in_full_when_the_lowest_layer_is_adapted():
+    model = tiny_bert()
+    blocks = model.bert.encoder.layer
+    original = blocks[0]
+    with frozen_prefix(model, select_matrices(model, layers="all"), encodings()):
+        assert blocks[0] is original
