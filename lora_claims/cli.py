@@ -1,4 +1,4 @@
-"""Command line: ``lora-claims audit | report``."""
+"""Command line: ``lora-claims audit | report | cstar``."""
 
 from __future__ import annotations
 
@@ -73,6 +73,51 @@ def _run_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_cstar(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "cstar",
+        help="Monte-Carlo estimate of the capacity threshold C* (claim C4)",
+        description="Success fraction of random rank-r systems <G_j, B A> = y_j over a grid of "
+        "p, and the thresholds rho50 / rho95 of rho = (r(m+n) - r^2) / p with intervals.",
+    )
+    parser.add_argument("--m", type=int, required=True, help="rows of G_j and of B A")
+    parser.add_argument("--n", type=int, required=True, help="columns of G_j and of B A")
+    parser.add_argument("--r", type=int, required=True, help="LoRA rank, 1 <= r <= min(m, n)")
+    parser.add_argument("--definition", choices=("solv", "gd"), required=True,
+                        help="solv: exact fit (Levenberg-Marquardt with restarts); "
+                             "gd: relative loss below --tol within a step budget")
+    parser.add_argument("--optimizer", choices=("armijo", "adam", "fixed"), default="armijo",
+                        help="gd only: Armijo GD (default), Adam, or closed-form fixed-step GD "
+                             "(least squares only, with --linear-only)")
+    parser.add_argument("--steps", type=int, default=None,
+                        help="gd: step budget (default 300); solv: LM iterations per restart "
+                             "(default 200)")
+    parser.add_argument("--tol", type=float, default=None,
+                        help="success threshold on the relative loss (default: 1e-6 for gd, "
+                             "1e-16 for solv)")
+    parser.add_argument("--lr", type=float, default=None, help="Adam learning rate (default 1e-2)")
+    parser.add_argument("--level", type=float, default=0.95,
+                        help="success level of the headline threshold, in (0, 1) (default 0.95; "
+                             "rho50 and rho95 are always reported)")
+    parser.add_argument("--trials", type=int, default=200, help="instances per grid point")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--grid", default=None, metavar="P1,P2,...",
+                        help="values of p (default: the definition's grid around p = d)")
+    parser.add_argument("--linear", action="store_true",
+                        help="also run the least-squares comparator with D = r(m+n) - r^2")
+    parser.add_argument("--linear-only", action="store_true",
+                        help="run only the least-squares model with D = r(m+n) - r^2")
+    parser.add_argument("--out", type=Path, default=Path("cstar-results"),
+                        help="folder for the JSON result (default: %(default)s)")
+    parser.set_defaults(handler=_run_cstar)
+
+
+def _run_cstar(args: argparse.Namespace) -> int:
+    from lora_claims.cstar_report import cstar_config_from_args, run_cstar_command
+
+    return run_cstar_command(cstar_config_from_args(args), args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="lora-claims", description="Audit the claims of arXiv 2605.03724 about LoRA rank."
@@ -80,6 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", required=True)
     _add_audit(subparsers)
     _add_report(subparsers)
+    _add_cstar(subparsers)
     return parser
 
 

@@ -85,6 +85,7 @@ def test_bad_training_arguments_are_named():
         train(random_problem("gaussian", 1, 2, 2, 3, 3), TrainConfig(rank=4))
 
 
+@pytest.mark.slow  # about a minute on 2 busy cores
 def test_convex_solver_is_optimal_and_bounds_lora_below():
     """KKT: ||grad L(Delta*)||_op <= lam; P* <= the regularized LoRA objective at any rank."""
     problem = random_problem("gaussian", 4, 12, 2, 5, 5, seed=5)
@@ -102,6 +103,7 @@ def test_convex_solver_is_optimal_and_bounds_lora_below():
     assert (solution.value <= lora.objective + 1e-6).all()
 
 
+@pytest.mark.slow  # about a minute on 2 busy cores
 def test_capacity_estimator_matches_cover_on_last_layer_features():
     """Calibration: rank-1 CE on last-layer features with K = 2 and f0 = 0 separates exactly when the
     inputs are linearly separable through the origin, whose probability Cover (1965) gives."""
@@ -122,6 +124,7 @@ def test_cover_and_transition_helpers():
     assert ce.transition_point([1, 2], [1.0, 0.9]) is None
 
 
+@pytest.mark.slow  # about a minute on 2 busy cores
 def test_pl_ratio_decays_for_unregularized_ce_and_not_with_l2():
     """Positive and negative control of the slope statistic: ratio ~ gap^1 without l2, bounded with."""
     free = ce.pl_profile("gaussian", 2, 12, 6, 6, rank=1, trials=3, steps=800, seed=1)
