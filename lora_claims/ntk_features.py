@@ -189,6 +189,12 @@ class JacobianFeatures:
     def shape(self, name: str) -> tuple[int, int]:
         return self.left[name].shape[-1], self.right[name].shape[-1]
 
+    def take(self, rows: slice | torch.Tensor) -> JacobianFeatures:
+        """The features of a subset of the examples."""
+        return JacobianFeatures(self.matrices, {name: value[rows] for name, value in self.left.items()},
+                                {name: value[rows] for name, value in self.right.items()}, self.f0[rows],
+                                self.seconds)
+
     def dense(self, name: str) -> torch.Tensor:
         """The full feature matrices of one weight, [N, K, m, n]."""
         return torch.einsum("jktm,jtn->jkmn", self.left[name], self.right[name])

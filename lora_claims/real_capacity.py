@@ -1,9 +1,12 @@
-"""C6's experiments with real Jacobian features in place of Gaussian ones (the linearized trainer).
+"""C4's and C6's experiments with real Jacobian features in place of Gaussian ones (the linearized trainer).
 
 - ``rank_trainability``: the task's own k-shot training set and labels, the full adapted matrix
   (384 x 384 for MiniLM), base logits f0 of the real model: does rank-r Armijo GD on cross-entropy
   reach loss < epsilon with 100% training accuracy, from several LoRA initializations? Also with
   random labels, the capacity setting of the Gaussian experiments.
+- ``real_lora_sampler``: C4's exact-fit and budgeted-training instances from real features, for
+  ``cstar.estimate_cstar``: s x s blocks, the (example, logit) equations of ceil(p / K) examples,
+  targets y ~ N(0, I_p) as in the Gaussian estimator.
 - ``block_separability``: rank-1 separability of random labels as N grows, on s x s blocks of the
   real features (``feature_blocks``) at the sizes of the Gaussian capacity sweep, so the transition
   N50 can be put next to the Gaussian one.
@@ -13,10 +16,16 @@ Both return JSON-ready dicts in the layout of ``ce_experiments`` (fractions with
 
 from __future__ import annotations
 
+import math
+
+import numpy as np
 import torch
 
 from lora_claims.capacity import manifold_dim
 from lora_claims.ce_experiments import transition_point
+from lora_claims.cstar import ProblemSampler
+from lora_claims.cstar_problems import LoraSystem
+from lora_claims.errors import InvalidArgument
 from lora_claims.feature_blocks import sample_blocks
 from lora_claims.linearized import DTYPE, FactoredFeatures, LinearizedProblem
 from lora_claims.ntk_features import JacobianFeatures
@@ -33,6 +42,20 @@ def _unit_scale(left: torch.Tensor, right: torch.Tensor) -> torch.Tensor:
     """``left`` rescaled so that the features G have unit mean-square entry (see feature_blocks)."""
     dense = torch.einsum("jktm,jtn->jkmn", left, right)
     return left / dense.square().mean().sqrt()
+
+
+def real_lora_sampler(pool: JacobianFeatures, matrix: str) -> ProblemSampler:
+    """A ``cstar`` problem sampler drawing square blocks of ``matrix``'s real features."""
+
+    def sample(m: int, n: int, r: int, p: int, trials: int, rng: np.random.Generator) -> LoraSystem:
+        if m != n:
+            raise InvalidArgument(f"real-feature blocks are square: m must equal n, got {m} x {n}")
+        generator = torch.Generator().manual_seed(int(rng.integers(2**62)))
+        blocks = sample_blocks(pool, matrix, trials, math.ceil(p / pool.n_outputs), m, generator)
+        features = blocks.dense().reshape(trials, -1, m, n)[:, :p].numpy()
+        return LoraSystem(features, rng.standard_normal((trials, p)), r)
+
+    return sample
 
 
 def rank_trainability(features: JacobianFeatures, matrix: str, labels: torch.Tensor, ranks: list[int],
