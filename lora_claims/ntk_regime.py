@@ -185,32 +185,37 @@ def accuracy(logits: torch.Tensor, labels: torch.Tensor) -> float:
     return float((logits.argmax(dim=1) == labels).double().mean())
 
 
-def test_predictions(model: nn.Module, matrices: Sequence[str], test: EncodedSplit,
-                     real_deltas: Mapping[str, torch.Tensor], linear_deltas: Mapping[str, torch.Tensor],
-                     batch_size: int = 32) -> dict:
-    """Test logits of the real model at W0 + Delta_real, of the linearized model at Delta_linear
-    (and f0), and of the Taylor model at Delta_real, batch by batch over the replayed frozen layers.
+def prefix_predictions(model: nn.Module, matrices: Sequence[str], encodings: Encodings,
+                       real: Mapping[str, Mapping[str, torch.Tensor]] | None = None,
+                       linearized: Mapping[str, Mapping[str, torch.Tensor]] | None = None,
+                       batch_size: int = 32) -> dict:
+    """Logits of the real model at W0 + Delta (``real``: label -> deltas) and of the linearized
+    model (``linearized``: label -> deltas, plus f0 as ``"base"``), batch by batch, each batch over
+    the replayed frozen layers (one forward pass of those layers serves every model).
 
-    ``seconds``: the frozen layers' forward pass (needed by either model) and each model's own part.
+    ``seconds``: ``"prefix"`` for the frozen layers' pass, then one entry per label.
     """
-    parts = {"real": [], "base": [], "linearized": [], "taylor": []}
-    seconds = {"prefix": 0.0, "real": 0.0, "linearized": 0.0}
-    for batch in batches(test.encodings, batch_size):
+    real, linearized = dict(real or {}), dict(linearized or {})
+    parts = {label: [] for label in [*real, *linearized, "base"]}
+    seconds = dict.fromkeys(["prefix", *real, *linearized], 0.0)
+    for batch in batches(encodings, batch_size):
         rows = batch["input_ids"].shape[0]
         start = time.perf_counter()
         with frozen_prefix(model, matrices, batch):
-            middle = time.perf_counter()
-            parts["real"].append(logits_at(model, batch, real_deltas, rows))
-            after_real = time.perf_counter()
-            base, linear = linearized_logits(model, batch, linear_deltas, rows)
-            after_linear = time.perf_counter()
-            parts["taylor"].append(linearized_logits(model, batch, real_deltas, rows)[1])
+            seconds["prefix"] += time.perf_counter() - start
+            for label, deltas in real.items():
+                start = time.perf_counter()
+                parts[label].append(logits_at(model, batch, deltas, rows))
+                seconds[label] += time.perf_counter() - start
+            for label, deltas in linearized.items():
+                start = time.perf_counter()
+                base, moved = linearized_logits(model, batch, deltas, rows)
+                seconds[label] += time.perf_counter() - start
+                parts[label].append(moved)
+            if not linearized:
+                base = logits_at(model, batch, {}, rows)
         parts["base"].append(base)
-        parts["linearized"].append(linear)
-        seconds["prefix"] += middle - start
-        seconds["real"] += after_real - middle
-        seconds["linearized"] += after_linear - after_real
-    return {**{name: torch.cat(values) for name, values in parts.items()}, "seconds": seconds}
+    return {**{label: torch.cat(values) for label, values in parts.items()}, "seconds": seconds}
 
 
 def regime_run(model: nn.Module, features: JacobianFeatures, train: EncodedSplit, test: EncodedSplit,
@@ -226,11 +231,13 @@ def regime_run(model: nn.Module, features: JacobianFeatures, train: EncodedSplit
     linear = train_linearized(features, train.labels, run)
     real_deltas, linear_deltas = real.deltas(), linear.deltas()
 
-    predictions = test_predictions(model, matrices, test, real_deltas, linear_deltas, batch_size)
+    predictions = prefix_predictions(model, matrices, test.encodings, {"real": real_deltas},
+                                     {"linearized": linear_deltas, "taylor": real_deltas}, batch_size)
     real_test, base_test = predictions["real"], predictions["base"]
     linear_test, taylor_test = predictions["linearized"], predictions["taylor"]
-    real_eval_seconds = predictions["seconds"]["prefix"] + predictions["seconds"]["real"]
-    linear_eval_seconds = predictions["seconds"]["prefix"] + predictions["seconds"]["linearized"]
+    seconds = predictions["seconds"]
+    real_eval_seconds = seconds["prefix"] + seconds["real"]
+    linear_eval_seconds = seconds["prefix"] + seconds["linearized"]
 
     kernel = features.kernel()
     trajectory = [{"step": 0, "train_loss": real.losses[0], "ntk_relative_change": 0.0}]

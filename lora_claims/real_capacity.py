@@ -1,9 +1,8 @@
-"""C4's and C6's experiments with real Jacobian features in place of Gaussian ones (the linearized trainer).
+"""C4's and C6's experiments with real Jacobian features in place of Gaussian ones.
 
 - ``rank_trainability``: the task's own k-shot training set and labels, the full adapted matrix
   (384 x 384 for MiniLM), base logits f0 of the real model: does rank-r Armijo GD on cross-entropy
-  reach loss < epsilon with 100% training accuracy, from several LoRA initializations? Also with
-  random labels, the capacity setting of the Gaussian experiments.
+  reach loss < epsilon with 100% training accuracy, from several LoRA initializations?
 - ``real_lora_sampler``: C4's exact-fit and budgeted-training instances from real features, for
   ``cstar.estimate_cstar``: s x s blocks, the (example, logit) equations of ceil(p / K) examples,
   targets y ~ N(0, I_p) as in the Gaussian estimator.
@@ -11,7 +10,8 @@
   real features (``feature_blocks``) at the sizes of the Gaussian capacity sweep, so the transition
   N50 can be put next to the Gaussian one.
 
-Both return JSON-ready dicts in the layout of ``ce_experiments`` (fractions with Wilson intervals).
+The C6 experiments return JSON-ready dicts in the layout of ``ce_experiments`` (fractions with
+Wilson intervals) and train with C6's trainer (``lora_claims.training``).
 """
 
 from __future__ import annotations
@@ -59,14 +59,11 @@ def real_lora_sampler(pool: JacobianFeatures, matrix: str) -> ProblemSampler:
 
 
 def rank_trainability(features: JacobianFeatures, matrix: str, labels: torch.Tensor, ranks: list[int],
-                      inits: int, steps: int, epsilon: float, random_labels: bool = False,
-                      seed: int = 0) -> dict:
+                      inits: int, steps: int, epsilon: float, seed: int = 0) -> dict:
     """Success fraction per rank over ``inits`` LoRA initializations on the real training set."""
     generator = torch.Generator().manual_seed(seed)
     left = _unit_scale(features.left[matrix].to(DTYPE), features.right[matrix].to(DTYPE))
     target = labels.long()
-    if random_labels:
-        target = torch.randint(0, features.n_outputs, labels.shape, generator=generator)
     count = len(ranks) * inits
     problem = LinearizedProblem(FactoredFeatures(left, features.right[matrix].to(DTYPE)),
                                 target.expand(count, -1), "cross_entropy", features.f0.to(DTYPE))
@@ -84,7 +81,7 @@ def rank_trainability(features: JacobianFeatures, matrix: str, labels: torch.Ten
             "median_train_accuracy": float(result.accuracy[part].median()),
             "manifold_dim": manifold_dim(rank, m, n),
         }
-    return {"matrix": matrix, "labels": "random" if random_labels else "task", "K": features.n_outputs,
+    return {"matrix": matrix, "K": features.n_outputs,
             "N": features.n_examples, "m": m, "n": n, "KN": features.n_outputs * features.n_examples,
             "epsilon": epsilon, "steps": steps, "steps_run": result.steps_run, "ranks": per_rank}
 
