@@ -325,6 +325,24 @@ _CLAIMS = [
         evaluation="lora_claims.training on real features (lora_claims.real_capacity).",
         evaluator="lora_claims.evaluations.real_feature_claims:evaluate_c6_real",
     ),
+    ClaimSpec(
+        id="C8-linearized",
+        title="C8 in the linearized model of a real encoder (Jang et al.'s experiment mode)",
+        statement=(
+            "In the NTK-linearized model of a real pretrained encoder, rank-1 LoRA is competitive with "
+            "rank 12 on few-shot binary tasks (the setting of Jang et al.'s experiments)."
+        ),
+        formalization=(
+            "Linearized LoRA f0 + sum <G, B A> with the Jacobians of MiniLM's K logits w.r.t. its last "
+            "layer's query and value (frozen seeded head), full-batch Adam on cross-entropy from the "
+            "LoRA initialization, test predictions by forward-mode products; then C8's comparison: "
+            "acc(r=1) - acc(r=12) paired by LM-BFF data seed, non-inferior when the lower 95% bound "
+            "lies above -delta (C8's declared margin), at chance -> no rank conclusion."
+        ),
+        version="1.0",
+        evaluation="lora_claims.linearized_finetune runs through C8's statistics and report path.",
+        evaluator="lora_claims.evaluations.linearized_rank_claim:evaluate_c8_linearized",
+    ),
 ]
 
 REGISTRY: dict[str, ClaimSpec] = {claim.id: claim for claim in _CLAIMS}
