@@ -27,7 +27,7 @@ from lora_claims.cstar import ProblemSampler
 from lora_claims.cstar_problems import LoraSystem
 from lora_claims.errors import InvalidArgument
 from lora_claims.feature_blocks import sample_blocks
-from lora_claims.linearized import DTYPE, FactoredFeatures, LinearizedProblem
+from lora_claims.linearized import DTYPE, DenseFeatures, FactoredFeatures, LinearizedProblem
 from lora_claims.ntk_features import JacobianFeatures
 from lora_claims.stats import wilson_interval
 from lora_claims.training import TrainConfig, train
@@ -60,30 +60,33 @@ def real_lora_sampler(pool: JacobianFeatures, matrix: str) -> ProblemSampler:
 
 def rank_trainability(features: JacobianFeatures, matrix: str, labels: torch.Tensor, ranks: list[int],
                       inits: int, steps: int, epsilon: float, seed: int = 0) -> dict:
-    """Success fraction per rank over ``inits`` LoRA initializations on the real training set."""
+    """Success fraction per rank over ``inits`` LoRA initializations on the real training set.
+
+    One initialization at a time, each stopping as soon as it is below ``epsilon``: the features are
+    shared and large (N K T m numbers), so a batch over instances would only copy them.
+    """
     generator = torch.Generator().manual_seed(seed)
     left = _unit_scale(features.left[matrix].to(DTYPE), features.right[matrix].to(DTYPE))
-    target = labels.long()
-    count = len(ranks) * inits
-    problem = LinearizedProblem(FactoredFeatures(left, features.right[matrix].to(DTYPE)),
-                                target.expand(count, -1), "cross_entropy", features.f0.to(DTYPE))
-    rank_of = torch.tensor(ranks).repeat_interleave(inits)
-    result = train(problem, TrainConfig(rank=max(ranks), steps=steps, stop_below=epsilon), ranks=rank_of,
-                   generator=generator)
-    reached = (result.objective < epsilon) & (result.accuracy == 1)
+    problem = LinearizedProblem(FactoredFeatures(left, features.right[matrix].to(DTYPE)), labels.long(),
+                                "cross_entropy", features.f0.to(DTYPE))
     m, n = features.shape(matrix)
     per_rank = {}
-    for index, rank in enumerate(ranks):
-        part = slice(index * inits, (index + 1) * inits)
+    for rank in ranks:
+        runs = [train(problem, TrainConfig(rank=rank, steps=steps, stop_below=epsilon), generator=generator)
+                for _ in range(inits)]
+        losses = torch.cat([run.objective for run in runs])
+        accuracies = torch.cat([run.accuracy for run in runs])
         per_rank[str(rank)] = {
-            **_fraction(int(reached[part].sum()), inits),
-            "median_final_loss": float(result.objective[part].median()),
-            "median_train_accuracy": float(result.accuracy[part].median()),
+            **_fraction(int(((losses < epsilon) & (accuracies == 1)).sum()), inits),
+            "median_final_loss": float(losses.median()),
+            "max_final_loss": float(losses.max()),
+            "median_train_accuracy": float(accuracies.median()),
+            "median_steps": float(torch.tensor([float(run.steps_run) for run in runs]).median()),
             "manifold_dim": manifold_dim(rank, m, n),
         }
-    return {"matrix": matrix, "K": features.n_outputs,
-            "N": features.n_examples, "m": m, "n": n, "KN": features.n_outputs * features.n_examples,
-            "epsilon": epsilon, "steps": steps, "steps_run": result.steps_run, "ranks": per_rank}
+    return {"matrix": matrix, "K": features.n_outputs, "N": features.n_examples, "m": m, "n": n,
+            "KN": features.n_outputs * features.n_examples, "epsilon": epsilon, "steps": steps,
+            "ranks": per_rank}
 
 
 def block_separability(pool: JacobianFeatures, matrix: str, block: int, sizes: list[int], trials: int,
@@ -91,7 +94,8 @@ def block_separability(pool: JacobianFeatures, matrix: str, block: int, sizes: l
     """Fraction of (block, example subset, random labels) instances that rank-1 CE separates, per N.
 
     Every instance holds max(sizes) examples; a mask keeps the first N (as in the Gaussian sweep).
-    f0 = 0, so only the adapted block decides the labels.
+    f0 = 0, so only the adapted block decides the labels. An s x s block is cheaper dense (s^2
+    numbers per logit) than factored (T (s + s)).
     """
     generator = torch.Generator().manual_seed(seed)
     n_max = max(sizes)
@@ -101,8 +105,7 @@ def block_separability(pool: JacobianFeatures, matrix: str, block: int, sizes: l
     for index, size in enumerate(sizes):
         mask[index * trials:(index + 1) * trials, :size] = True
     labels = torch.randint(0, pool.n_outputs, (count, n_max), generator=generator)
-    problem = LinearizedProblem(FactoredFeatures(blocks.left, blocks.right), labels, "cross_entropy",
-                                mask=mask)
+    problem = LinearizedProblem(DenseFeatures(blocks.dense()), labels, "cross_entropy", mask=mask)
     result = train(problem, TrainConfig(rank=1, steps=steps, stop_below=1e-6), generator=generator)
     separated = (result.accuracy == 1).view(len(sizes), trials).sum(dim=1).tolist()
     rows = [{"N": size, "KN": pool.n_outputs * size, **_fraction(int(hits), trials)}

@@ -111,7 +111,10 @@ def _figure(ctx: AuditContext, records: list[dict], cells: list[dict], tol: dict
     fig, (ax_agree, ax_ntk, ax_traj) = new_figure(3)
     labels = [f"{c['task']}\nr={c['rank']}" for c in cells]
     positions = range(len(cells))
-    ax_agree.plot(positions, [c["agreement"] for c in cells], "o", label="linearized vs real")
+    ax_agree.errorbar(positions, [c["agreement"] for c in cells],
+                      yerr=[[c["agreement"] - c["agreement_ci95"][0] for c in cells],
+                            [c["agreement_ci95"][1] - c["agreement"] for c in cells]],
+                      fmt="o", capsize=3, label="linearized vs real (95% CI)")
     ax_agree.plot(positions, [c["taylor_agreement"] for c in cells], "s", mfc="none",
                   label="Taylor at real end")
     ax_agree.axhline(tol["agreement_min"], color="grey", ls="--", lw=1, label="threshold")
