@@ -29,7 +29,7 @@ from lora_claims.plotting import new_figure, save_figure
 from lora_claims.real_capacity import block_separability, rank_trainability, real_lora_sampler
 from lora_claims.real_features import pool_features
 
-SCHEMA = 1  # bump when the real-feature experiments change
+SCHEMA = 2  # bump when the real-feature experiments change
 TASK, DATA_SEED, MATRIX_KIND, MODEL = "SST-2", 42, "value", "minilm"
 RANKS = [1, 12]  # rank 1, the claim, and the prior prescription as the reference
 INITS = {"smoke": 2, "ci": 6, "thorough": 16}  # LoRA initializations per rank
