@@ -48,7 +48,8 @@ def sample_blocks(features: JacobianFeatures, matrix: str, instances: int, n_exa
                   generator: torch.Generator, dtype: torch.dtype = torch.float64) -> FeatureBlocks:
     """``instances`` random (example subset, s x s block) cuts of ``matrix``'s features."""
     if matrix not in features.matrices:
-        raise InvalidArgument(f"matrix {matrix!r} is not among the features' matrices {list(features.matrices)}")
+        raise InvalidArgument(
+            f"matrix {matrix!r} is not among the features' matrices {list(features.matrices)}")
     pool = features.n_examples
     instances = require_int("instances", instances)
     n_examples = require_int("n_examples", n_examples, maximum=pool)
@@ -57,14 +58,15 @@ def sample_blocks(features: JacobianFeatures, matrix: str, instances: int, n_exa
     examples = _random_subsets(instances, pool, n_examples, generator)
     rows = _random_subsets(instances, m, size, generator)
     cols = _random_subsets(instances, n, size, generator)
-    index = examples[:, :, None, None, None]
-    left = features.left[matrix][index, torch.arange(features.n_outputs)[:, None, None],
-                                 torch.arange(features.left[matrix].shape[2])[:, None], rows[:, None, None, None, :]]
-    right = features.right[matrix][examples[:, :, None, None], torch.arange(features.right[matrix].shape[1])[:, None],
-                                   cols[:, None, None, :]]
+    outputs = torch.arange(features.n_outputs)[:, None, None]
+    tokens = torch.arange(features.right[matrix].shape[1])
+    left = features.left[matrix][examples[:, :, None, None, None], outputs, tokens[:, None],
+                                 rows[:, None, None, None, :]]
+    right = features.right[matrix][examples[:, :, None, None], tokens[:, None], cols[:, None, None, :]]
     left, right = left.to(dtype), right.to(dtype)
     rms = torch.einsum("ijktm,ijtn->ijkmn", left, right).square().mean(dim=(1, 2, 3, 4)).sqrt()
     if not bool((rms > 0).all()):
-        raise InvalidArgument(f"a block of {matrix!r} has all-zero features; the matrix does not affect the logits")
+        raise InvalidArgument(
+            f"a block of {matrix!r} has all-zero features; the matrix does not affect the logits")
     left = left / rms.view(-1, 1, 1, 1, 1)
     return FeatureBlocks(left, right, examples, rows, cols, features.f0[examples].to(dtype))

@@ -333,12 +333,13 @@ def linearized_logits(model: nn.Module, encodings: Encodings, deltas: Mapping[st
     tangents = {}
     for matrix, delta in deltas.items():
         if tuple(delta.shape) != shapes[matrix]:
-            raise InvalidArgument(f"delta for {matrix!r} must have shape {shapes[matrix]}, got {tuple(delta.shape)}")
+            raise InvalidArgument(
+                f"delta for {matrix!r} must have shape {shapes[matrix]}, got {tuple(delta.shape)}")
         tangents[names[matrix]] = delta.detach().to(primals[names[matrix]].dtype)
     base, moved = [], []
     for batch in batches(encodings, batch_size):
         try:
-            f0, change = jvp(lambda weights, batch=batch: functional_call(model, weights, kwargs=batch).logits,
+            f0, change = jvp(lambda weights, b=batch: functional_call(model, weights, kwargs=b).logits,
                              (primals,), (tangents,))
         except NotImplementedError as error:
             raise InvalidArgument(

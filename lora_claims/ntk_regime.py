@@ -53,7 +53,8 @@ class EncodedSplit:
     def __post_init__(self) -> None:
         rows = self.encodings["input_ids"].shape[0]
         if self.labels.ndim != 1 or self.labels.shape[0] != rows:
-            raise InvalidArgument(f"labels must be a vector of {rows} class indices, got {tuple(self.labels.shape)}")
+            raise InvalidArgument(
+                f"labels must be a vector of {rows} class indices, got {tuple(self.labels.shape)}")
 
 
 @dataclass(frozen=True)

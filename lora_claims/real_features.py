@@ -111,7 +111,8 @@ class FeaturePool:
 
 
 def pool_features(ctx: AuditContext, task: str, seed: int, kind: str, pool_cap: int,
-                  model_name: str = "minilm", max_length: int = MAX_LENGTH, head_seed: int = 0) -> FeaturePool:
+                  model_name: str = "minilm", max_length: int = MAX_LENGTH,
+                  head_seed: int = 0) -> FeaturePool:
     """Features of the last layer's ``kind`` matrix for the k-shot train split followed by up to
     ``pool_cap`` test rows (the capacity claims sample their instances from this pool)."""
     resolved, data, model = _load(ctx, task, seed, model_name, pool_cap, head_seed)

@@ -53,8 +53,8 @@ def _records(ctx: AuditContext, plan: Plan) -> dict:
                 loaded = task_features(ctx, task, seed, MODEL, test_cap=scale.test_cap,
                                        max_length=scale.max_length)
                 runs = linearized_runs(loaded, list(plan.ranks), replace(run, init_seed=seed))
-                lora = {rank: sum(rank * sum(loaded.features.shape(name)) for name in loaded.features.matrices)
-                        for rank in plan.ranks}
+                shapes = [loaded.features.shape(name) for name in loaded.features.matrices]
+                lora = {rank: sum(rank * (m + n) for m, n in shapes) for rank in plan.ranks}
                 return {str(rank): {**record, "model": MODEL, "lora_params": lora[rank], "head_params": 0}
                         for rank, record in runs.items()}
 

@@ -78,7 +78,8 @@ def evaluate_c4_real(ctx: AuditContext) -> ClaimResult:
     for shape in sizes.solv_shapes:
         config = CStarConfig(*shape, definition="solv", trials=sizes.solv_trials, seed=ctx.seed,
                              bootstrap=sizes.bootstrap)
-        rows.append(_row("exact fit", shape, level, _cstar(ctx, config), _cstar(ctx, config, pool, source), grids))
+        gaussian, real = _cstar(ctx, config), _cstar(ctx, config, pool, source)
+        rows.append(_row("exact fit", shape, level, gaussian, real, grids))
     gd = CStarConfig(*sizes.gd_shape, definition="gd", trials=sizes.gd_trials, seed=ctx.seed, level=level,
                      gd=GDSettings(optimizer=paper["optimizer"], steps=paper["steps"], tol=paper["tol"]),
                      bootstrap=sizes.bootstrap)
@@ -108,8 +109,9 @@ def evaluate_c4_real(ctx: AuditContext) -> ClaimResult:
                f"features: {pool.n_examples} SST-2 examples, blocks of MiniLM's last-layer value Jacobian.")
     return ClaimResult(
         id=spec.id, version=spec.version, verdict=verdict, summary=summary,
-        key_figure=f"C*_solv real/Gaussian {_fmt(exact[0]['real']['rho'])}/{_fmt(exact[0]['gaussian']['rho'])}; "
-                   f"C*_GD real/Gaussian {_fmt(budgeted['real']['rho'])}/{_fmt(budgeted['gaussian']['rho'])}",
+        key_figure=(f"C*_solv real/Gaussian {_fmt(exact[0]['real']['rho'])}/"
+                    f"{_fmt(exact[0]['gaussian']['rho'])}; C*_GD real/Gaussian "
+                    f"{_fmt(budgeted['real']['rho'])}/{_fmt(budgeted['gaussian']['rho'])}"),
         evidence={"features": source, "level": level, "rows": rows, "grids": grids},
         figures=[figure],
     )
@@ -171,7 +173,8 @@ def evaluate_c6_real(ctx: AuditContext) -> ClaimResult:
               "epsilon": tol["epsilon"], "seed": ctx.seed}
 
     def cached(kind: str, compute, **config):
-        return ctx.cache.get_or_compute("c6-real", {"experiment": kind, "features": source, **config}, compute)
+        key = {"experiment": kind, "features": source, **config}
+        return ctx.cache.get_or_compute("c6-real", key, compute)
 
     trainability = cached("task_labels", lambda: rank_trainability(train, matrix, labels, **common), **common)
     capacity_config = {"block": CAPACITY_BLOCK, "sizes": CAPACITY_SIZES[2], "trials": size["capacity_trials"],
@@ -208,8 +211,9 @@ def evaluate_c6_real(ctx: AuditContext) -> ClaimResult:
         id=spec.id, version=spec.version, verdict=verdict, summary=summary,
         key_figure=(f"rank-1 success real {_pct(rank1)} (task labels); KN50/d real "
                     f"{_fmt(ratio_real)} vs Gaussian {_fmt(ratio_gauss)}"),
-        evidence={"features": source, "trainability": trainability, "capacity": {
-            "real": real_capacity, "gaussian": gaussian_capacity}, "gaussian_rank1_canonical": gaussian_rank1},
+        evidence={"features": source, "trainability": trainability,
+                  "capacity": {"real": real_capacity, "gaussian": gaussian_capacity},
+                  "gaussian_rank1_canonical": gaussian_rank1},
         figures=[figure],
     )
 
@@ -228,7 +232,8 @@ def _c6_figure(ctx: AuditContext, trainability: dict, real: dict, gaussian: dict
     ax_rank.set(xticks=range(len(ranks)), xticklabels=[f"r = {r}" for r in ranks], ylim=(-0.05, 1.05),
                 ylabel="fraction reaching CE < eps, 100% acc", title="real features, 384 x 384, SST-2 N = 32")
     for label, run, style in (("real 8x8 blocks", real, "s--"), ("Gaussian 8x8", gaussian, "o-")):
-        ax_cap.plot([row["KN"] for row in run["rows"]], [row["fraction"] for row in run["rows"]], style, label=label)
+        ax_cap.plot([row["KN"] for row in run["rows"]], [row["fraction"] for row in run["rows"]], style,
+                    label=label)
     ax_cap.axvline(real["manifold_dim"], color="grey", lw=0.8, ls=":", label="rank-1 manifold dim")
     ax_cap.set(xlabel="KN", ylabel="fraction separated at rank 1", title="rank-1 separability, K = 2")
     ax_cap.legend(fontsize=8)

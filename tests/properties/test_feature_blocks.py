@@ -21,7 +21,8 @@ def random_features(seed: int = 0) -> JacobianFeatures:
 
 def test_blocks_are_rescaled_sub_blocks_of_the_dense_features():
     features = random_features()
-    blocks = sample_blocks(features, "w", instances=4, n_examples=3, size=2, generator=torch.Generator().manual_seed(1))
+    blocks = sample_blocks(features, "w", instances=4, n_examples=3, size=2,
+                           generator=torch.Generator().manual_seed(1))
     dense, full = blocks.dense(), features.dense("w").double()
     assert dense.shape == (4, 3, K, 2, 2)
     for i in range(4):
