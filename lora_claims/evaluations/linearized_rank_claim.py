@@ -32,10 +32,12 @@ RANKS = (1, 12)
 # Full-batch steps on the 16-shot train split; batch_size records the full batch (K x 16).
 SCALES = {
     "smoke": Scale("linearized-smoke", (13, 42), 10, 10, 32, 3e-3, 128, 32),
-    "ci": Scale("linearized", (13, 21, 42), 100, 100, 32, 3e-3, 128, 200),
+    "ci": Scale("linearized", LM_BFF_SEEDS, 100, 100, 32, 3e-3, 128, 200),
     "thorough": Scale("linearized", LM_BFF_SEEDS, 300, 300, 32, 3e-3, 128, 1000),
 }
-TASKS = {"smoke": ("SST-2",), "ci": ("SST-2", "MRPC"), "thorough": ("SST-2", "QNLI", "RTE", "MRPC")}
+# MiniLM's linearized model stays at chance on MRPC (measured: 0.51-0.57 against a majority of 0.69),
+# so CI runs SST-2 with all five LM-BFF seeds; thorough adds the other binary tasks.
+TASKS = {"smoke": ("SST-2",), "ci": ("SST-2",), "thorough": ("SST-2", "QNLI", "RTE", "MRPC")}
 
 
 def _records(ctx: AuditContext, plan: Plan) -> dict:
