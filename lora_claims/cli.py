@@ -1,4 +1,4 @@
-"""Command line: ``lora-claims audit | report | cstar``."""
+"""Command line: ``lora-claims audit | report | cstar | finetune``."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 from lora_claims.claims import REGISTRY, parse_claim_ids
 from lora_claims.context import PROFILES, default_data_dir, parse_model_paths
 from lora_claims.errors import InvalidArgument, LoraClaimsError
-from lora_claims.storage import ResultCache, atomic_write_text
+from lora_claims.storage import ResultCache, atomic_write_text, to_json
 
 
 def _add_audit(subparsers: argparse._SubParsersAction) -> None:
@@ -118,6 +118,78 @@ def _run_cstar(args: argparse.Namespace) -> int:
     return run_cstar_command(cstar_config_from_args(args), args)
 
 
+def _int_list(text: str) -> list[int]:
+    try:
+        return [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated integers, got {text!r}"
+        ) from None
+
+
+def _add_finetune(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "finetune", help="few-shot LoRA fine-tuning: one config, or a sweep over lists"
+    )
+    parser.add_argument("--model", default="minilm",
+                        help="minilm, mpnet, a hub id in the local cache, or a --model-path name")
+    parser.add_argument("--tasks", default="SST-2", help="comma-separated, e.g. SST-2,RTE,MNLI")
+    parser.add_argument("--ranks", type=_int_list, default=[1], help="comma-separated, e.g. 1,12")
+    parser.add_argument("--seeds", type=_int_list, default=[42], help="e.g. 13,21,42,87,100")
+    parser.add_argument("--k", type=int, default=16, help="examples per class (default: 16)")
+    parser.add_argument("--alpha", type=float, default=None, help="LoRA alpha (default: 2 * rank)")
+    parser.add_argument("--rslora", action="store_true", help="scale alpha / sqrt(r)")
+    parser.add_argument("--target-modules", default=None,
+                        help="comma-separated (default: query and value for the architecture)")
+    parser.add_argument("--lr", type=float, default=5e-4, help="learning rate (default: 5e-4)")
+    parser.add_argument("--steps", type=int, default=1000)
+    parser.add_argument("--eval-every", type=int, default=100)
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--max-length", type=int, default=128)
+    parser.add_argument("--test-cap", type=int, default=1000, help="0: the whole test set")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--data-dir", default=None,
+                        help="GLUE data folder (default: $LORA_CLAIMS_DATA; 'hf' for `datasets`)")
+    parser.add_argument("--model-path", action="append", metavar="NAME=PATH",
+                        help="local path of a model, repeatable")
+    parser.add_argument("--cache-dir", type=Path, default=None,
+                        help="result cache (default: $LORA_CLAIMS_CACHE or ~/.cache/lora-claims)")
+    parser.add_argument("--out", type=Path, default=None, help="write the records as JSON here")
+    parser.add_argument("--no-progress", action="store_true")
+    parser.set_defaults(handler=_run_finetune)
+
+
+def _run_finetune(args: argparse.Namespace) -> int:
+    from lora_claims.finetune import RunConfig, RunInputs, run_sweep
+
+    targets = tuple(t for t in (args.target_modules or "").split(",") if t) or None
+    configs = [
+        RunConfig(model=args.model, task=task.strip(), k=args.k, seed=seed, rank=rank,
+                  alpha=args.alpha, rslora=args.rslora, target_modules=targets,
+                  learning_rate=args.lr, steps=args.steps, eval_every=args.eval_every,
+                  batch_size=args.batch_size, max_length=args.max_length,
+                  test_cap=args.test_cap or None, device=args.device)
+        for task in args.tasks.split(",") if task.strip()
+        for rank in args.ranks
+        for seed in args.seeds
+    ]
+    inputs = RunInputs(args.data_dir or default_data_dir(), parse_model_paths(args.model_path),
+                       ResultCache(args.cache_dir))
+    records = run_sweep(configs, inputs, progress=not args.no_progress)
+    print(f"{'task':<6} {'rank':>4} {'seed':>4} {'train':>6} {'dev':>6} {'test':>6} {'step':>5} "
+          f"{'lora':>8} {'head':>7} {'sec':>7}")
+    for config, record in zip(configs, records, strict=True):
+        print(f"{config.task:<6} {config.rank:>4} {config.seed:>4} "
+              f"{record['train_accuracy']:6.3f} {record['dev_accuracy']:6.3f} "
+              f"{record['test_accuracy']:6.3f} "
+              f"{record['best_step']:>5} {record['lora_params']:>8} {record['head_params']:>7} "
+              f"{record['wall_seconds']:7.1f}")
+    if args.out:
+        atomic_write_text(args.out, to_json(records))
+        print(f"records written to {args.out}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="lora-claims", description="Audit the claims of arXiv 2605.03724 about LoRA rank."
@@ -126,6 +198,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_audit(subparsers)
     _add_report(subparsers)
     _add_cstar(subparsers)
+    _add_finetune(subparsers)
     return parser
 
 

@@ -1,0 +1,87 @@
+"""Shared helpers for the fine-tuning tests: the staged data, a tiny offline model, toy GLUE files.
+
+Data-dependent tests skip with the reason when no GLUE folder is configured, except in CI (``CI``
+set), where ``.ci/run`` provides ``LORA_CLAIMS_DATA`` and missing data is a failure.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from lora_claims.errors import NotEvaluable
+from lora_claims.kshot import resolve_data_dir
+
+TOY_WORDS = ("good", "great", "fine", "bad", "awful", "poor", "movie", "plot", "the", "a")
+
+
+def require_glue_data(data_dir) -> Path:
+    """The staged GLUE folder, or skip (outside CI) / fail (in CI) with the reason."""
+    try:
+        return resolve_data_dir(data_dir)
+    except NotEvaluable as reason:
+        if os.environ.get("CI"):
+            pytest.fail(f"CI must provide the GLUE data (LORA_CLAIMS_DATA): {reason}")
+        pytest.skip(str(reason))
+
+
+def skip_unless_data_or_ci(result) -> None:
+    """Skip a claim test whose claim could not run for lack of data (never in CI)."""
+    data_reasons = ("GLUE data", "-shot split", "data file", "no test set", "`datasets`")
+    if result.verdict.value == "not_evaluated" and any(r in result.summary for r in data_reasons):
+        if os.environ.get("CI"):
+            pytest.fail(f"CI must provide the GLUE data: {result.summary}")
+        pytest.skip(result.summary)
+
+
+def paper_scale_result(audit, claim_id: str, device: str):
+    """A GPU-marked claim at paper scale on CUDA, or at smoke scale with --device cpu; a claim
+    that could not run (a model not found offline, say) fails with the reason."""
+    on_gpu = device.startswith("cuda")
+    result = audit.result(claim_id, profile="thorough" if on_gpu else "smoke", device=device)
+    skip_unless_data_or_ci(result)
+    assert result.verdict.value != "not_evaluated", result.summary
+    assert result.evidence["scale"]["name"] == ("paper" if on_gpu else "smoke")
+    return result, (5 if on_gpu else 2)
+
+
+def write_toy_glue(root: Path, seeds=(13, 42), k: int = 16, test_rows: int = 40) -> Path:
+    """A toy SST-2 in the staged layout: sentiment words decide the label, so it is learnable."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    positive, negative, filler = TOY_WORDS[:3], TOY_WORDS[3:6], TOY_WORDS[6:]
+
+    def rows(n_per_class):
+        lines = []
+        for label, words in ((0, negative), (1, positive)):
+            for _ in range(n_per_class):
+                sentence = " ".join(rng.choice(filler, 3).tolist() + [str(rng.choice(words))])
+                lines.append(f"{sentence}\t{label}")
+        return "sentence\tlabel\n" + "\n".join(lines) + "\n"
+
+    for seed in seeds:
+        folder = root / "SST-2" / "k-shot" / f"{k}-{seed}"
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "train.tsv").write_text(rows(k))
+        (folder / "dev.tsv").write_text(rows(k))
+    (root / "SST-2" / "k-shot" / f"{k}-{seeds[-1]}" / "test.tsv").write_text(rows(test_rows // 2))
+    return root
+
+
+def build_tiny_model(folder: Path) -> Path:
+    """A randomly initialized 2-layer BERT (hidden size 32) with a word-level tokenizer, saved
+    like a hub model: exercises the whole pipeline offline in seconds."""
+    from transformers import BertConfig, BertForSequenceClassification, BertTokenizer
+
+    folder.mkdir(parents=True, exist_ok=True)
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *TOY_WORDS]
+    (folder / "vocab.txt").write_text("\n".join(vocab) + "\n")
+    tokenizer = BertTokenizer(vocab=str(folder / "vocab.txt"))
+    tokenizer.save_pretrained(folder)
+    config = BertConfig(vocab_size=len(vocab), hidden_size=32, num_hidden_layers=2,
+                        num_attention_heads=2, intermediate_size=64, max_position_embeddings=64)
+    BertForSequenceClassification(config).save_pretrained(folder)
+    return folder
