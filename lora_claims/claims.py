@@ -282,7 +282,8 @@ _CLAIMS = [
             "logit distance relative to the fine-tuning move, the first-order Taylor model at the real "
             "end point, and the relative Frobenius change of the empirical NTK (weight space, train "
             "examples) from start to end. Only cells where real training fits (train accuracy >= "
-            "fit_accuracy_min) count; none -> inconclusive. Every counted cell agrees >= agreement_min "
+            "fit_accuracy_min and the training loss dropped by >= fit_loss_drop_min of its start) "
+            "count; none -> inconclusive. Every counted cell agrees >= agreement_min "
             "and moves the kernel <= ntk_change_max -> supported; a cell whose agreement interval lies "
             "below agreement_min -> not_supported; otherwise (agreement kept, kernel moving) -> "
             "supported_with_caveats."
@@ -290,7 +291,7 @@ _CLAIMS = [
         version="1.0",
         evaluation="Jacobian features of MiniLM on real k-shot tasks (lora_claims.ntk_regime).",
         tolerances={
-            "agreement_min": 0.9, "ntk_change_max": 0.1, "fit_accuracy_min": 0.9,
+            "agreement_min": 0.9, "ntk_change_max": 0.1, "fit_accuracy_min": 0.9, "fit_loss_drop_min": 0.1,
             "ranks": (1, 12), "lr": 3e-3, "optimizer": "adam",
         },
         evaluator="lora_claims.evaluations.regime_claim:evaluate_c11",
@@ -361,8 +362,10 @@ REGISTRY: dict[str, ClaimSpec] = {claim.id: claim for claim in _CLAIMS}
 
 
 def get_claim(claim_id: str) -> ClaimSpec:
+    """The claim with this id, in any letter case (``c4-real`` finds ``C4-real``)."""
+    by_upper = {known.upper(): spec for known, spec in REGISTRY.items()}
     try:
-        return REGISTRY[claim_id]
+        return REGISTRY.get(claim_id) or by_upper[claim_id.upper()]
     except KeyError:
         raise InvalidArgument(
             f"unknown claim id {claim_id!r}; known claims: {', '.join(REGISTRY)}"

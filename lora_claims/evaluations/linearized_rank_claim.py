@@ -69,7 +69,7 @@ def _records(ctx: AuditContext, plan: Plan) -> dict:
 def evaluate_c8_linearized(ctx: AuditContext) -> ClaimResult:
     spec = get_claim("C8-linearized")
     c8 = get_claim("C8").tolerances
-    plan = Plan("C8-linearized", (MODEL,), TASKS[ctx.profile], RANKS, SCALES[ctx.profile], False)
+    plan = Plan((MODEL,), TASKS[ctx.profile], RANKS, SCALES[ctx.profile], False)
     records = _records(ctx, plan)
     rows = compare_rank_pair(plan, records, c8["delta"], c8["alpha"])
     verdict, tally = pair_verdict(plan, rows, ["linearized model (NTK features at the pretrained weights)"])

@@ -79,6 +79,8 @@ def _cells(records: list[dict], tol: dict) -> list[dict]:
             "ntk_relative_change": ntk,
             "delta_relative_norm": statistics.fmean(r["real"]["delta_relative_norm"] for r in group),
             "real_train_loss": statistics.fmean(r["real"]["train_loss"] for r in group),
+            "real_loss_drop": statistics.fmean(
+                1 - r["real"]["train_loss"] / r["kernel_trajectory"][0]["train_loss"] for r in group),
             "real_train_accuracy": statistics.fmean(r["real"]["train_accuracy"] for r in group),
             "real_test_accuracy": statistics.fmean(r["real"]["test_accuracy"] for r in group),
             "linearized_test_accuracy": statistics.fmean(r["linearized"]["test_accuracy"] for r in group),
@@ -86,7 +88,8 @@ def _cells(records: list[dict], tol: dict) -> list[dict]:
         }
         cell["agrees"] = cell["agreement"] >= tol["agreement_min"]
         cell["kernel_stays"] = ntk <= tol["ntk_change_max"]
-        cell["fits"] = cell["real_train_accuracy"] >= tol["fit_accuracy_min"]
+        cell["fits"] = (cell["real_train_accuracy"] >= tol["fit_accuracy_min"]
+                        and cell["real_loss_drop"] >= tol["fit_loss_drop_min"])
         cells.append(cell)
     return cells
 
@@ -142,8 +145,8 @@ def regime_verdict(cells: list[dict], tol: dict) -> tuple[Verdict, str]:
     """The registry's rule over (task, rank) cells; cells where real training did not fit don't count."""
     counted = [c for c in cells if c["fits"]]
     unfit = ", ".join(f"{c['task']} r={c['rank']}" for c in cells if not c["fits"])
-    caveat = (f" Not counted (real training below {tol['fit_accuracy_min']:.0%} train accuracy): {unfit}."
-              if unfit else "")
+    caveat = (f" Not counted (real training below {tol['fit_accuracy_min']:.0%} train accuracy or "
+              f"a training-loss drop below {tol['fit_loss_drop_min']:.0%}): {unfit}." if unfit else "")
     if not counted:
         verdict = Verdict.INCONCLUSIVE
         summary = ("Real fine-tuning fitted the training set in no cell: a model that barely moved says "
@@ -186,7 +189,8 @@ def evaluate_c11(ctx: AuditContext) -> ClaimResult:
         "protocol": {**PROFILES[ctx.profile], "model": MODEL, "ranks": tol["ranks"], "lr": tol["lr"],
                      "optimizer": tol["optimizer"], "adapted": "last layer query and value",
                      "head": "fresh seeded K-logit head, frozen", "dropout": "off (eval mode)"},
-        "verdict_rule": {key_: tol[key_] for key_ in ("agreement_min", "ntk_change_max", "fit_accuracy_min")},
+        "verdict_rule": {key_: tol[key_] for key_ in
+                         ("agreement_min", "ntk_change_max", "fit_accuracy_min", "fit_loss_drop_min")},
         "cells": cells,
         "costs": _costs(records),
         "runs": [{k: v for k, v in r.items() if k not in ("real", "linearized")} |
