@@ -230,6 +230,7 @@ def _c6_figure(ctx: AuditContext, trainability: dict, real: dict, gaussian: dict
                      yerr=[[row["fraction"] - row["wilson"][0] for row in rows],
                            [row["wilson"][1] - row["fraction"] for row in rows]], fmt="o", capsize=4)
     ax_rank.set(xticks=range(len(ranks)), xticklabels=[f"r = {r}" for r in ranks], ylim=(-0.05, 1.05),
+                xlim=(-0.5, len(ranks) - 0.5),
                 ylabel="fraction reaching CE < eps, 100% acc", title="real features, 384 x 384, SST-2 N = 32")
     for label, run, style in (("real 8x8 blocks", real, "s--"), ("Gaussian 8x8", gaussian, "o-")):
         ax_cap.plot([row["KN"] for row in run["rows"]], [row["fraction"] for row in run["rows"]], style,
