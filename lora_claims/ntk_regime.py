@@ -250,24 +250,21 @@ def regime_run(model: nn.Module, features: JacobianFeatures, train: EncodedSplit
             trajectory.append({"step": step, "train_loss": real.losses[step],
                                "ntk_relative_change": relative_change(kernel, moved.kernel())})
         real_train = logits_at(model, batch, real_deltas, batch_size=rows)
-    linear_train = features.f0 + features.inner(linear_deltas)
     weights = dict(model.named_parameters())
+
+    def summary(trained: TrainedLora, train_logits, test_logits, test_seconds: float) -> dict:
+        return {
+            "train_loss": trained.losses[-1], "train_accuracy": accuracy(train_logits, train.labels),
+            "test_accuracy": accuracy(test_logits, test.labels),
+            "train_seconds": trained.seconds, "test_seconds": test_seconds,
+            "delta_relative_norm": _relative_norm(trained.deltas(), weights), "losses": trained.losses,
+        }
+
     return {
         "run": run.to_json(),
-        "real": {
-            "train_loss": real.losses[-1], "train_accuracy": accuracy(real_train, train.labels),
-            "test_accuracy": accuracy(real_test, test.labels),
-            "train_seconds": real.seconds, "test_seconds": real_eval_seconds,
-            "delta_relative_norm": _relative_norm(real_deltas, weights),
-            "losses": real.losses,
-        },
-        "linearized": {
-            "train_loss": linear.losses[-1], "train_accuracy": accuracy(linear_train, train.labels),
-            "test_accuracy": accuracy(linear_test, test.labels),
-            "train_seconds": linear.seconds, "test_seconds": linear_eval_seconds,
-            "delta_relative_norm": _relative_norm(linear_deltas, weights),
-            "losses": linear.losses,
-        },
+        "real": summary(real, real_train, real_test, real_eval_seconds),
+        "linearized": summary(linear, features.f0 + features.inner(linear_deltas), linear_test,
+                              linear_eval_seconds),
         "taylor_test_accuracy": accuracy(taylor_test, test.labels),
         "base_test_accuracy": accuracy(base_test, test.labels),
         "linearized_vs_real": compare_predictions(real_test, linear_test, base_test),

@@ -11,20 +11,14 @@ from __future__ import annotations
 import pytest
 
 from lora_claims.claims import Verdict, get_claim
+from tests.ntk_support import evaluated
 
 pytestmark = pytest.mark.slow
 
 
-def _evaluated(audit, **options):
-    result = audit.result("C11", **options)
-    if result.verdict is Verdict.NOT_EVALUATED:
-        pytest.skip(f"C11 needs MiniLM and the GLUE data: {result.summary}")
-    return result
-
-
 @pytest.fixture(scope="module")
 def c11(audit):
-    return _evaluated(audit)
+    return evaluated(audit, "C11")
 
 
 def test_fine_tuning_that_fits_leaves_the_ntk_regime(c11):
@@ -57,6 +51,6 @@ def test_linearized_runs_cost_less_than_real_ones(c11):
 
 def test_smoke_profile_training_too_short_to_fit_is_inconclusive(audit):
     """Six steps do not fit the training set: no cell counts, so no verdict on the regime."""
-    smoke = _evaluated(audit, profile="smoke")
+    smoke = evaluated(audit, "C11", profile="smoke")
     assert smoke.verdict is Verdict.INCONCLUSIVE, smoke.summary
     assert not any(cell["fits"] for cell in smoke.evidence["cells"])

@@ -11,16 +11,14 @@ from __future__ import annotations
 import pytest
 
 from lora_claims.claims import Verdict, get_claim
+from tests.ntk_support import evaluated
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
 def c4_real(audit):
-    result = audit.result("C4-real")
-    if result.verdict is Verdict.NOT_EVALUATED:
-        pytest.skip(f"C4-real needs MiniLM and the GLUE data: {result.summary}")
-    return result
+    return evaluated(audit, "C4-real")
 
 
 def test_exact_fit_constant_transfers_but_the_budgeted_one_does_not(c4_real):

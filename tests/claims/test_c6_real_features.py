@@ -12,16 +12,14 @@ from __future__ import annotations
 import pytest
 
 from lora_claims.claims import Verdict, get_claim
+from tests.ntk_support import evaluated
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
 def c6_real(audit):
-    result = audit.result("C6-real")
-    if result.verdict is Verdict.NOT_EVALUATED:
-        pytest.skip(f"C6-real needs MiniLM and the GLUE data: {result.summary}")
-    return result
+    return evaluated(audit, "C6-real")
 
 
 def test_rank_one_trains_but_the_threshold_is_moved(c6_real):

@@ -12,16 +12,14 @@ from __future__ import annotations
 import pytest
 
 from lora_claims.claims import Verdict, get_claim
+from tests.ntk_support import evaluated
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
 def c8_linearized(audit):
-    result = audit.result("C8-linearized")
-    if result.verdict is Verdict.NOT_EVALUATED:
-        pytest.skip(f"C8-linearized needs MiniLM and the GLUE data: {result.summary}")
-    return result
+    return evaluated(audit, "C8-linearized")
 
 
 def test_rank_one_against_rank_twelve_through_c8s_statistics(c8_linearized):
