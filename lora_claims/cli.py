@@ -1,4 +1,4 @@
-"""Command line: ``lora-claims audit | report | cstar | finetune``."""
+"""Command line: ``lora-claims audit | report | cstar | finetune | bench-table``."""
 
 from __future__ import annotations
 
@@ -187,6 +187,27 @@ def _run_finetune(args: argparse.Namespace) -> int:
     if args.out:
         atomic_write_text(args.out, to_json(records))
         print(f"records written to {args.out}")
+
+
+def _add_bench_table(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "bench-table", help="Markdown table (rank vs time, memory, parameters, adapter size) "
+                            "from a pytest --benchmark-json file"
+    )
+    parser.add_argument("bench_json", type=Path, help="file written by pytest --benchmark-json")
+    parser.add_argument("--out", type=Path, help="write the Markdown here (default: print it)")
+    parser.set_defaults(handler=_run_bench_table)
+
+
+def _run_bench_table(args: argparse.Namespace) -> int:
+    from lora_claims.bench_table import load_benchmark_json, render_bench_table
+
+    markdown = render_bench_table(load_benchmark_json(args.bench_json))
+    if args.out:
+        atomic_write_text(args.out, markdown)
+        print(args.out)
+    else:
+        print(markdown, end="")
     return 0
 
 
@@ -199,6 +220,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_report(subparsers)
     _add_cstar(subparsers)
     _add_finetune(subparsers)
+    _add_bench_table(subparsers)
     return parser
 
 

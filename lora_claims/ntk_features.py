@@ -38,7 +38,6 @@ from lora_claims.errors import InvalidArgument, require_int
 from lora_claims.storage import atomic_write_bytes, config_hash, to_json
 
 DEFAULT_KINDS = ("query", "value")  # Jang et al.: LoRA on the attention query and value matrices
-LAYER_CHOICES = ("last", "all")
 FEATURES_SCHEMA = 1  # bump when the stored feature layout or its computation changes
 
 Encodings = Mapping[str, torch.Tensor]  # tokenizer output: input_ids, attention_mask, ...
