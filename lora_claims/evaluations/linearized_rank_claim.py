@@ -12,6 +12,7 @@ from dataclasses import asdict, replace
 
 from lora_claims.claims import ClaimResult, get_claim
 from lora_claims.context import AuditContext
+from lora_claims.environment import on_one_torch_thread
 from lora_claims.evaluations.finetune_claims import (
     Plan,
     Scale,
@@ -66,6 +67,7 @@ def _records(ctx: AuditContext, plan: Plan) -> dict:
     return records
 
 
+@on_one_torch_thread
 def evaluate_c8_linearized(ctx: AuditContext) -> ClaimResult:
     spec = get_claim("C8-linearized")
     c8 = get_claim("C8").tolerances

@@ -22,6 +22,7 @@ from lora_claims.claims import REGISTRY, ClaimResult, Verdict
 from lora_claims.context import AuditContext
 from lora_claims.cstar import CStarConfig, CStarResult, estimate_cstar
 from lora_claims.cstar_solvers import GDSettings
+from lora_claims.environment import on_one_torch_thread
 from lora_claims.evaluations.cstar_claim import SIZES as C4_SIZES
 from lora_claims.evaluations.ntk_claims import CAPACITY_SIZES, c6_experiments
 from lora_claims.evaluations.ntk_claims import SIZES as C6_SIZES
@@ -66,6 +67,7 @@ def _cstar(ctx: AuditContext, config: CStarConfig, pool=None, source=None) -> CS
     return CStarResult.from_json(record)
 
 
+@on_one_torch_thread
 def evaluate_c4_real(ctx: AuditContext) -> ClaimResult:
     spec = REGISTRY["C4-real"]
     tol = spec.tolerances
@@ -160,6 +162,7 @@ def _fmt(value) -> str:
 # --- C6-real -------------------------------------------------------------------------------------
 
 
+@on_one_torch_thread
 def evaluate_c6_real(ctx: AuditContext) -> ClaimResult:
     spec = REGISTRY["C6-real"]
     tol = REGISTRY["C6"].tolerances

@@ -15,6 +15,7 @@ from collections import defaultdict
 
 from lora_claims.claims import REGISTRY, ClaimResult, Verdict
 from lora_claims.context import AuditContext
+from lora_claims.environment import on_one_torch_thread
 from lora_claims.ntk_regime import LoraRun, regime_run
 from lora_claims.plotting import new_figure, save_figure
 from lora_claims.real_features import task_features
@@ -174,6 +175,7 @@ def regime_verdict(cells: list[dict], tol: dict) -> tuple[Verdict, str]:
     return verdict, summary
 
 
+@on_one_torch_thread
 def evaluate_c11(ctx: AuditContext) -> ClaimResult:
     spec = REGISTRY["C11"]
     tol = spec.tolerances
