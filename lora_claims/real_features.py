@@ -108,6 +108,7 @@ class FeaturePool:
     features: JacobianFeatures
     labels: torch.Tensor
     n_train: int
+    config: dict  # what identifies the features (model weights, task, seed, examples, matrices, ...)
 
 
 def pool_features(ctx: AuditContext, task: str, seed: int, kind: str, pool_cap: int,
@@ -123,4 +124,4 @@ def pool_features(ctx: AuditContext, task: str, seed: int, kind: str, pool_cap: 
     n_outputs = get_task(task).num_classes
     features = cached_features(ctx.cache.root, config,
                                lambda: extract_features(model, encoded.encodings, matrices, n_outputs))
-    return FeaturePool(features, encoded.labels, len(data.train))
+    return FeaturePool(features, encoded.labels, len(data.train), config)

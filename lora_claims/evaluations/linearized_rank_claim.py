@@ -23,6 +23,7 @@ from lora_claims.evaluations.finetune_claims import (
 )
 from lora_claims.kshot import LM_BFF_SEEDS
 from lora_claims.linearized_finetune import linearized_runs
+from lora_claims.models import resolve_model
 from lora_claims.ntk_regime import LoraRun
 from lora_claims.real_features import task_features
 
@@ -47,9 +48,11 @@ def _records(ctx: AuditContext, plan: Plan) -> dict:
     scale = plan.scale
     run = LoraRun(rank=1, steps=scale.steps, lr=scale.learning_rate, optimizer="adam")
     records = {}
+    weights = resolve_model(MODEL, ctx.model_paths).fingerprint()
     for task in plan.tasks:
         for seed in scale.seeds:
-            config = {"schema": SCHEMA, "model": MODEL, "task": task, "seed": seed, "ranks": list(plan.ranks),
+            config = {"schema": SCHEMA, "model": MODEL, "weights": weights, "task": task, "seed": seed,
+                      "ranks": list(plan.ranks),
                       "run": run.to_json(), "test_cap": scale.test_cap, "max_length": scale.max_length}
 
             def compute(task=task, seed=seed):

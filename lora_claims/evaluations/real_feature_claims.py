@@ -48,8 +48,8 @@ POOLS = {"smoke": Pool(40), "ci": Pool(200), "thorough": Pool(400)}
 
 def _pool(ctx: AuditContext):
     pool = pool_features(ctx, TASK, DATA_SEED, MATRIX_KIND, POOLS[ctx.profile].size, MODEL)
-    source = {"schema": SCHEMA, "model": MODEL, "task": TASK, "seed": DATA_SEED,
-              "matrix": pool.features.matrices[0], "pool": pool.features.n_examples, "train": pool.n_train}
+    source = {"schema": SCHEMA, **pool.config, "matrix": pool.features.matrices[0],
+              "pool": pool.features.n_examples, "train": pool.n_train}
     return pool, source
 
 

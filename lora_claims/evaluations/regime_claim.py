@@ -16,6 +16,7 @@ from collections import defaultdict
 from lora_claims.claims import REGISTRY, ClaimResult, Verdict
 from lora_claims.context import AuditContext
 from lora_claims.environment import on_one_torch_thread
+from lora_claims.models import resolve_model
 from lora_claims.ntk_regime import LoraRun, regime_run
 from lora_claims.plotting import new_figure, save_figure
 from lora_claims.real_features import task_features
@@ -40,10 +41,11 @@ def regime_records(ctx: AuditContext) -> list[dict]:
     for task in profile["tasks"]:
         for seed in profile["seeds"]:
             loaded = None
+            weights = resolve_model(MODEL, ctx.model_paths).fingerprint()
             for rank in tol["ranks"]:
                 run = LoraRun(rank=rank, steps=profile["steps"], lr=tol["lr"], optimizer=tol["optimizer"],
                               init_seed=seed)
-                config = {"schema": SCHEMA, "model": MODEL, "task": task, "seed": seed,
+                config = {"schema": SCHEMA, "model": MODEL, "weights": weights, "task": task, "seed": seed,
                           "test_cap": profile["test_cap"], "run": run.to_json()}
 
                 def compute(run=run, task=task, seed=seed):
