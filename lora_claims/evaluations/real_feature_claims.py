@@ -16,7 +16,6 @@ so the two columns of each comparison are the same estimator on different featur
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 from lora_claims.claims import REGISTRY, ClaimResult, Verdict
 from lora_claims.context import AuditContext
@@ -38,16 +37,11 @@ STEP_FACTOR = 2  # C6's step budget doubled: each run stops once below epsilon, 
 CAPACITY_BLOCK = 8  # the Gaussian capacity sweep's m = n
 
 
-@dataclass(frozen=True)
-class Pool:
-    size: int  # test rows added to the 32 train rows
-
-
-POOLS = {"smoke": Pool(40), "ci": Pool(200), "thorough": Pool(400)}
+POOL_TEST_ROWS = {"smoke": 40, "ci": 200, "thorough": 400}  # test rows added to the 32 train rows
 
 
 def _pool(ctx: AuditContext):
-    pool = pool_features(ctx, TASK, DATA_SEED, MATRIX_KIND, POOLS[ctx.profile].size, MODEL)
+    pool = pool_features(ctx, TASK, DATA_SEED, MATRIX_KIND, POOL_TEST_ROWS[ctx.profile], MODEL)
     source = {"schema": SCHEMA, **pool.config, "matrix": pool.features.matrices[0],
               "pool": pool.features.n_examples, "train": pool.n_train}
     return pool, source
