@@ -19,9 +19,7 @@ from lora_claims.ntk_features import (
     select_matrices,
     shifted_weights,
 )
-
-pytest.importorskip("transformers")
-from ntk_tiny_models import encodings, headless_copy, tiny_bert  # noqa: E402  (a helper module beside this file)
+from tests.ntk_support import encodings, headless_copy, one_torch_thread, tiny_bert  # noqa: F401  (one_torch_thread: autouse)
 
 
 def test_default_matrices_are_the_last_layer_query_and_value():

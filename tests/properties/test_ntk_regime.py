@@ -22,9 +22,7 @@ from lora_claims.ntk_regime import (
     train_linearized,
     train_real,
 )
-
-pytest.importorskip("transformers")
-from ntk_tiny_models import encodings, tiny_bert  # noqa: E402  (a helper module beside this file)
+from tests.ntk_support import encodings, one_torch_thread, tiny_bert  # noqa: F401  (one_torch_thread: autouse)
 
 
 @pytest.fixture(scope="module")

@@ -11,6 +11,7 @@ from lora_claims.cstar_problems import LoraSystem
 from lora_claims.errors import InvalidArgument
 from lora_claims.ntk_features import JacobianFeatures
 from lora_claims.real_capacity import block_separability, rank_trainability, real_lora_sampler
+from tests.ntk_support import one_torch_thread  # noqa: F401  (autouse fixture)
 
 
 def token_features(pool: int = 48, tokens: int = 8, size: int = 8, seed: int = 0, scale: float = 1e-3):
