@@ -82,7 +82,7 @@ def evaluate_c8_linearized(ctx: AuditContext) -> ClaimResult:
                                     for seed in plan.scale.seeds] for rank in RANKS}} for task in plan.tasks}
     chance = {row["task"]: row["chance"]["majority"] for row in rows}
     figure = rank_figure(ctx, "c8_linearized_accuracy_vs_rank.png", series, chance,
-                         f"C8-linearized: {plan.scale.label(plan.encoders)}")
+                         f"C8-linearized: {MODEL}, {len(plan.scale.seeds)} seeds")
     worst = min(rows, key=lambda row: row["non_inferiority"]["t"]["low"])
     summary = (f"Linearized LoRA on MiniLM's real query/value Jacobians (last layer, frozen head), "
                f"{plan.scale.label(plan.encoders)}: rank 1 vs rank 12 paired by seed, C8's margin "
