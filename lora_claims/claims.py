@@ -274,12 +274,87 @@ _CLAIMS = [
             "few-shot LoRA fine-tuning is from its linearization."
         ),
         formalization=(
-            "Agreement of linearized and actual test predictions, and the relative change of the "
-            "empirical NTK on the training examples between start and end of LoRA fine-tuning."
+            "Real encoder (all-MiniLM-L6-v2) with a fresh frozen K-logit head, LoRA (B = 0, A Gaussian, "
+            "Jang et al.'s scale) on the last layer's query and value, full-batch Adam on the k-shot "
+            "train split, cross-entropy; the same initialization trained on the linearization "
+            "f0 + sum <G, B A> (Jacobian features at the pretrained weights). Per task and rank: "
+            "agreement of the two models' test predictions (pooled over data seeds, Wilson interval), "
+            "logit distance relative to the fine-tuning move, the first-order Taylor model at the real "
+            "end point, and the relative Frobenius change of the empirical NTK (weight space, train "
+            "examples) from start to end. Only cells where real training fits (train accuracy >= "
+            "fit_accuracy_min and the training loss dropped by >= fit_loss_drop_min of its start) "
+            "count; none -> inconclusive. Every counted cell agrees >= agreement_min "
+            "and moves the kernel <= ntk_change_max -> supported; a cell whose agreement interval lies "
+            "below agreement_min -> not_supported; otherwise (agreement kept, kernel moving) -> "
+            "supported_with_caveats."
         ),
         version="1.0",
-        evaluation="Jacobian features of a real encoder (issue 6).",
-        issue=6,
+        evaluation="Jacobian features of MiniLM on real k-shot tasks (lora_claims.ntk_regime).",
+        tolerances={
+            "agreement_min": 0.9, "ntk_change_max": 0.1, "fit_accuracy_min": 0.9, "fit_loss_drop_min": 0.1,
+            "ranks": (1, 12), "lr": 3e-3, "optimizer": "adam",
+        },
+        evaluator="lora_claims.evaluations.regime_claim:evaluate_c11",
+    ),
+    ClaimSpec(
+        id="C4-real",
+        title="C4 on real NTK features: does the Gaussian-iid constant transfer?",
+        statement=(
+            "The capacity constant C* of r(m+n) - r^2 > C* KN, measured under Gaussian-iid features (C4), "
+            "is the same when the features are the Jacobians of a real pretrained encoder."
+        ),
+        formalization=(
+            "C4's estimators (exact fit by Levenberg-Marquardt with restarts; Armijo GD at the paper "
+            "setting, N = 300, tol 1e-6, 95% level) on instances cut from real features: s x s blocks "
+            "(random rows and columns) of the Jacobian of MiniLM's K = 2 logits w.r.t. its last-layer "
+            "value matrix, over all logits of random subsets of real SST-2 examples, targets y ~ N(0, I). "
+            "A threshold transfers if the real rho is within match_band of the Gaussian one at the same "
+            "shape and level. All transfer -> supported; exact fit transfers but not the budgeted "
+            "threshold -> supported_with_caveats; exact fit does not transfer -> not_supported."
+        ),
+        version="1.0",
+        evaluation="lora_claims.cstar with a real-feature sampler (lora_claims.real_capacity).",
+        tolerances={"match_band": 0.05},
+        evaluator="lora_claims.evaluations.real_feature_claims:evaluate_c4_real",
+    ),
+    ClaimSpec(
+        id="C6-real",
+        title="C6 on real NTK features: rank-1 cross-entropy training",
+        statement=(
+            "With real Jacobian features, cross-entropy gradient descent from the LoRA initialization "
+            "reaches the training-loss infimum at rank 1, as C6 states for the linearized model."
+        ),
+        formalization=(
+            "C6's practical and literal readings with real features: rank-r Armijo GD on CE in the "
+            "linearized model with MiniLM's last-layer value Jacobian (384 x 384) on the SST-2 16-shot "
+            "train split (N = 32, K = 2, real f0), with the task's labels and with random labels; "
+            "success = loss < C6's epsilon and 100% training accuracy, fraction over LoRA "
+            "initializations with Wilson intervals. Rank-1 separability of random labels as N grows on "
+            "8 x 8 blocks, N50 and KN50 / d next to C6's Gaussian sweep. Rank-1 success >= C6's "
+            "success_fraction with task labels and no separability limit -> supported; success but a "
+            "finite N50 -> supported_with_caveats; no success -> not_supported."
+        ),
+        version="1.0",
+        evaluation="lora_claims.training on real features (lora_claims.real_capacity).",
+        evaluator="lora_claims.evaluations.real_feature_claims:evaluate_c6_real",
+    ),
+    ClaimSpec(
+        id="C8-linearized",
+        title="C8 in the linearized model of a real encoder (Jang et al.'s experiment mode)",
+        statement=(
+            "In the NTK-linearized model of a real pretrained encoder, rank-1 LoRA is competitive with "
+            "rank 12 on few-shot binary tasks (the setting of Jang et al.'s experiments)."
+        ),
+        formalization=(
+            "Linearized LoRA f0 + sum <G, B A> with the Jacobians of MiniLM's K logits w.r.t. its last "
+            "layer's query and value (frozen seeded head), full-batch Adam on cross-entropy from the "
+            "LoRA initialization, test predictions by forward-mode products; then C8's comparison: "
+            "acc(r=1) - acc(r=12) paired by LM-BFF data seed, non-inferior when the lower 95% bound "
+            "lies above -delta (C8's declared margin), at chance -> no rank conclusion."
+        ),
+        version="1.0",
+        evaluation="lora_claims.linearized_finetune runs through C8's statistics and report path.",
+        evaluator="lora_claims.evaluations.linearized_rank_claim:evaluate_c8_linearized",
     ),
 ]
 
@@ -287,8 +362,10 @@ REGISTRY: dict[str, ClaimSpec] = {claim.id: claim for claim in _CLAIMS}
 
 
 def get_claim(claim_id: str) -> ClaimSpec:
+    """The claim with this id, in any letter case (``c4-real`` finds ``C4-real``)."""
+    by_upper = {known.upper(): spec for known, spec in REGISTRY.items()}
     try:
-        return REGISTRY[claim_id]
+        return REGISTRY.get(claim_id) or by_upper[claim_id.upper()]
     except KeyError:
         raise InvalidArgument(
             f"unknown claim id {claim_id!r}; known claims: {', '.join(REGISTRY)}"

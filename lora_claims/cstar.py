@@ -21,13 +21,14 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 
 from lora_claims.capacity import manifold_dim
-from lora_claims.cstar_problems import linear_problem, lora_problem
+from lora_claims.cstar_problems import LoraSystem, linear_problem, lora_problem
 from lora_claims.cstar_solvers import GDSettings, LMSettings, levenberg_marquardt, train
 from lora_claims.errors import InvalidArgument, require_fraction, require_int
 from lora_claims.stats import wilson_interval
@@ -41,6 +42,8 @@ GD_RHOS = (1.0, 1.03, 1.06, 1.1, 1.15, 1.2, 1.25, 1.3, 1.35, 1.4, 1.5, 1.6, 1.8,
 # Above p = d the exact fit is impossible and just below it certain; the sweep looks closely at
 # the edge (d+1, d, d-1, d-2) and then coarsely up to rho = 2, for the phase-transition figure.
 SOLV_RHOS = (1.1, 1.2, 1.3, 1.5, 2.0)
+# (m, n, r, p, trials, rng) -> the LoRA instances of one chunk
+ProblemSampler = Callable[[int, int, int, int, int, np.random.Generator], LoraSystem]
 _ELEMENTS_PER_CHUNK = 2**23  # float64 feature entries solved together (64 MiB)
 
 
@@ -302,11 +305,13 @@ def _none_to_inf(value: float | None) -> float:
     return math.inf if value is None else float(value)
 
 
-def count_successes(config: CStarConfig, p: int) -> int:
+def count_successes(config: CStarConfig, p: int, sampler: ProblemSampler = lora_problem) -> int:
     """Successes among ``config.trials`` instances with p equations, solved in batched chunks.
 
     Each (seed, p, model) has its own random stream, so a grid point's count does not depend on
-    which other points were run, and the LoRA and linear instances are independent.
+    which other points were run, and the LoRA and linear instances are independent. ``sampler``
+    draws the LoRA instances (iid Gaussian features by default; real features in
+    lora_claims.real_capacity).
     """
     rng = np.random.default_rng([config.seed, p, MODELS.index(config.model)])
     d = config.dimension
@@ -318,7 +323,7 @@ def count_successes(config: CStarConfig, p: int) -> int:
         if config.model == "linear":
             system = linear_problem(d, p, size, rng)
         else:
-            system = lora_problem(config.m, config.n, config.r, p, size, rng)
+            system = sampler(config.m, config.n, config.r, p, size, rng)
         if config.definition == "solv":
             losses, tol = levenberg_marquardt(system, rng, config.lm), config.lm.success_tol
         else:
@@ -327,8 +332,13 @@ def count_successes(config: CStarConfig, p: int) -> int:
     return successes
 
 
-def estimate_cstar(config: CStarConfig, progress: bool = False) -> CStarResult:
-    """Run the sweep of ``config`` and read off the thresholds with their intervals."""
+def estimate_cstar(config: CStarConfig, progress: bool = False,
+                   sampler: ProblemSampler = lora_problem) -> CStarResult:
+    """Run the sweep of ``config`` and read off the thresholds with their intervals.
+
+    A custom ``sampler`` changes the numbers without changing ``config``: its caller must key
+    cached results by the feature source too.
+    """
     start = time.perf_counter()
     d = config.dimension
     grid = config.p_grid()
@@ -340,7 +350,7 @@ def estimate_cstar(config: CStarConfig, progress: bool = False) -> CStarResult:
         )
     points = []
     for p in grid:
-        successes = count_successes(config, p)
+        successes = count_successes(config, p, sampler)
         points.append(
             GridPoint(
                 p,
