@@ -34,7 +34,8 @@ def _as_tensor(name: str, value, ndim: tuple[int, ...]) -> torch.Tensor:
     tensor = torch.as_tensor(value, dtype=DTYPE)
     if tensor.ndim not in ndim:
         raise InvalidArgument(
-            f"{name} must have {' or '.join(str(d) for d in ndim)} dimensions, got shape {tuple(tensor.shape)}"
+            f"{name} must have {' or '.join(str(d) for d in ndim)} dimensions, "
+            f"got shape {tuple(tensor.shape)}"
         )
     if tensor.numel() == 0:
         raise InvalidArgument(f"{name} must not be empty, got shape {tuple(tensor.shape)}")
