@@ -15,9 +15,9 @@ import lora_claims
 RECORDED_PACKAGES = ("torch", "transformers", "peft", "numpy", "scipy", "hypothesis", "matplotlib")
 
 
-def package_versions() -> dict[str, str | None]:
+def package_versions(names: tuple[str, ...] = RECORDED_PACKAGES) -> dict[str, str | None]:
     versions: dict[str, str | None] = {}
-    for name in RECORDED_PACKAGES:
+    for name in names:
         try:
             versions[name] = importlib.metadata.version(name)
         except importlib.metadata.PackageNotFoundError:

@@ -15,7 +15,6 @@ the test set is evaluated once (at the selected checkpoint), and checkpoints are
 from __future__ import annotations
 
 import functools
-import importlib.metadata
 import os
 import random
 import time
@@ -27,13 +26,14 @@ import numpy as np
 
 from lora_claims import models as _models  # sets the offline environment before transformers loads
 from lora_claims.data import Split, get_task
+from lora_claims.environment import package_versions
 from lora_claims.errors import InvalidArgument, require_int, require_positive_float
 from lora_claims.kshot import FewShotData, load_few_shot
 from lora_claims.storage import ResultCache, config_hash
 
 CACHE_KIND = "finetune"
 SCHEMA_VERSION = 1  # bump when the training or evaluation procedure changes
-RECORDED_PACKAGES = ("torch", "transformers", "peft")
+RUN_PACKAGES = ("torch", "transformers", "peft")  # the versions a run's result depends on
 
 
 @dataclass(frozen=True)
@@ -98,16 +98,6 @@ class RunInputs:
     cache: ResultCache = field(default_factory=ResultCache)
 
 
-def package_versions() -> dict[str, str | None]:
-    versions = {}
-    for name in RECORDED_PACKAGES:
-        try:
-            versions[name] = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            versions[name] = None
-    return versions
-
-
 def resolve_device(device: str):
     """A torch device, or a clear error when CUDA is asked for but absent. A bare ``cuda`` under
     pytest-xdist pins worker gwN to GPU N modulo the number of GPUs."""
@@ -147,7 +137,7 @@ def cache_key(config: RunConfig, model: _models.ResolvedModel, data: FewShotData
         schema=SCHEMA_VERSION,
         model_fingerprint=model.fingerprint(),
         data_fingerprint={s.name: s.fingerprint() for s in (data.train, data.dev, data.test)},
-        versions=package_versions(),
+        versions=package_versions(RUN_PACKAGES),
     )
     return key
 
@@ -444,5 +434,5 @@ def train_and_evaluate(config: RunConfig, resolved: _models.ResolvedModel,
         **parameter_counts(model),
         "device": str(device),
         "wall_seconds": round(time.perf_counter() - start, 3),
-        "versions": package_versions(),
+        "versions": package_versions(RUN_PACKAGES),
     }
