@@ -8,11 +8,11 @@ levels come from the claim registry's tolerances.
 from __future__ import annotations
 
 import numpy as np
-import torch
 
 from lora_claims import ce_experiments as ce
 from lora_claims.claims import ClaimResult, Verdict, get_claim
 from lora_claims.context import AuditContext
+from lora_claims.environment import on_one_torch_thread
 from lora_claims.generalization import teacher_student
 from lora_claims.plotting import new_figure, save_figure
 
@@ -91,12 +91,7 @@ def _claim_result(
     """Run ``experiments(ctx)`` on one thread (many small tensor ops: one thread is faster than two
     on them, and immune to a busy neighbour's spinning threads), then build the ClaimResult."""
     spec = get_claim(claim_id)
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        results = experiments(ctx)
-    finally:
-        torch.set_num_threads(previous)
+    results = on_one_torch_thread(experiments)(ctx)
     verdict, summary, key, figures = verdict_of(results)
     evidence = {
         "profile": ctx.profile,
