@@ -48,6 +48,7 @@ def evaluate_claim(spec: ClaimSpec, ctx: AuditContext) -> ClaimResult:
             f"expected {spec.id} v{spec.version}"
         )
     result.seconds = round(time.perf_counter() - start, 3)
+    result.conditions = {"profile": ctx.profile, "device": ctx.device}
     return result
 
 

@@ -49,6 +49,7 @@ class ClaimResult:
     evidence: dict[str, Any] = field(default_factory=dict)
     figures: list[str] = field(default_factory=list)
     seconds: float | None = None
+    conditions: dict[str, Any] = field(default_factory=dict)  # profile and device it ran under
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -60,6 +61,7 @@ class ClaimResult:
             "evidence": self.evidence,
             "figures": list(self.figures),
             "seconds": self.seconds,
+            "conditions": self.conditions,
         }
 
 

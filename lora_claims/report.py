@@ -31,6 +31,13 @@ def _cell(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
 
+def _conditions_note(claim: dict[str, Any], payload: dict[str, Any]) -> str:
+    """Flag a result evaluated under another profile or device than the report's own."""
+    conditions = claim.get("conditions") or {}
+    differs = {key: value for key, value in conditions.items() if value != payload.get(key)}
+    return f" [{', '.join(f'{k} {v}' for k, v in differs.items())}]" if differs else ""
+
+
 def render_markdown(payload: dict[str, Any]) -> str:
     lines = [
         "# lora-claims audit of arXiv 2605.03724",
@@ -43,7 +50,7 @@ def render_markdown(payload: dict[str, Any]) -> str:
         "|---|---|---|---|",
     ]
     for claim in payload["claims"]:
-        title = REGISTRY[claim["id"]].title
+        title = REGISTRY[claim["id"]].title + _conditions_note(claim, payload)
         lines.append(
             f"| {claim['id']} {_cell(title)} | **{claim['verdict']}** | "
             f"{_cell(claim['key_figure'])} | {_cell(claim['summary'])} |"
@@ -52,7 +59,7 @@ def render_markdown(payload: dict[str, Any]) -> str:
         spec = REGISTRY[claim["id"]]
         lines += [
             "",
-            f"## {claim['id']}: {spec.title} (v{claim['version']})",
+            f"## {claim['id']}: {spec.title} (v{claim['version']}){_conditions_note(claim, payload)}",
             "",
             f"**Verdict: {claim['verdict']}.** {claim['summary']}",
             "",
