@@ -35,11 +35,15 @@ def require_int(name: str, value: object, *, minimum: int | None = 1, maximum: i
     return value
 
 
-def require_positive_float(name: str, value: object) -> float:
-    """Return ``value`` as a finite float > 0, or raise ``InvalidArgument`` naming ``name``."""
+def _real(name: str, value: object) -> float:
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise InvalidArgument(f"{name} must be a real number, got {value!r}")
-    value = float(value)
+    return float(value)
+
+
+def require_positive_float(name: str, value: object) -> float:
+    """Return ``value`` as a finite float > 0, or raise ``InvalidArgument`` naming ``name``."""
+    value = _real(name, value)
     if not math.isfinite(value) or value <= 0:
         raise InvalidArgument(f"{name} must be a finite number > 0, got {value}")
     return value
@@ -47,9 +51,7 @@ def require_positive_float(name: str, value: object) -> float:
 
 def require_fraction(name: str, value: object) -> float:
     """Return ``value`` as a float strictly inside (0, 1), or raise ``InvalidArgument``."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise InvalidArgument(f"{name} must be a real number, got {value!r}")
-    value = float(value)
+    value = _real(name, value)
     if not 0.0 < value < 1.0:
         raise InvalidArgument(f"{name} must lie strictly between 0 and 1, got {value}")
     return value
