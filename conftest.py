@@ -144,7 +144,7 @@ def data_dir(pytestconfig: pytest.Config) -> Path | None:
 
 @pytest.fixture(scope="session")
 def model_paths(pytestconfig: pytest.Config) -> dict[str, str]:
-    from lora_claims.context import parse_model_paths
+    from lora_claims.harness.context import parse_model_paths
 
     return parse_model_paths(pytestconfig.getoption("--model-path"))
 
@@ -168,9 +168,9 @@ class SessionAudit:
 
     def result(self, claim_id: str, **options):
         """The ClaimResult of ``claim_id`` under ``options`` (AuditContext fields)."""
-        from lora_claims.audit import evaluate_claim
-        from lora_claims.claims import get_claim
-        from lora_claims.context import AuditContext
+        from lora_claims.harness.runner import evaluate_claim
+        from lora_claims.harness.registry import get_claim
+        from lora_claims.harness.context import AuditContext
 
         key = (claim_id, tuple(sorted((k, repr(v)) for k, v in options.items())))
         if key not in self.results:
@@ -188,7 +188,7 @@ def audit(pytestconfig: pytest.Config, data_dir, model_paths, tmp_path_factory) 
 
 
 def _write_session_report(config: pytest.Config, session_audit: SessionAudit) -> None:
-    from lora_claims.report import write_report
+    from lora_claims.harness.report import write_report
 
     out = Path(config.rootpath, config.getoption("--audit-report"))
     out.mkdir(parents=True, exist_ok=True)
@@ -196,7 +196,7 @@ def _write_session_report(config: pytest.Config, session_audit: SessionAudit) ->
         (out / "figures").mkdir(exist_ok=True)
         for figure in session_audit.figures_dir.iterdir():
             shutil.copy2(figure, out / "figures" / figure.name)
-    from lora_claims.context import AuditContext
+    from lora_claims.harness.context import AuditContext
 
     # The report's own profile and device are the defaults; results run otherwise are flagged.
     default_ctx = AuditContext(figures_dir=session_audit.figures_dir, **session_audit.defaults)

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from lora_claims.errors import NotEvaluable
-from lora_claims.kshot import resolve_data_dir
+from lora_claims.methods.data.kshot import resolve_data_dir
 
 TOY_WORDS = ("good", "great", "fine", "bad", "awful", "poor", "movie", "plot", "the", "a")
 

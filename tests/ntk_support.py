@@ -9,7 +9,7 @@ import pytest
 import torch
 import transformers
 
-from lora_claims.claims import Verdict
+from lora_claims.harness.registry import Verdict
 from tests.finetune_support import skip_unless_data_or_ci
 
 

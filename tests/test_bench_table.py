@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from lora_claims.bench_table import load_benchmark_json, render_bench_table
+from lora_claims.cli.bench_table import load_benchmark_json, render_bench_table
 from lora_claims.cli import main
 from lora_claims.errors import InvalidArgument
 

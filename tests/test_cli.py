@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from lora_claims import audit as audit_module
-from lora_claims.claims import ClaimSpec, parse_claim_ids
+from lora_claims.harness import runner as audit_module
+from lora_claims.harness.registry import ClaimSpec, parse_claim_ids
 from lora_claims.cli import main
 from lora_claims.errors import InvalidArgument
 

@@ -1,7 +1,7 @@
 """What the LoRA-rank benchmarks share: the encoders, a fixed batch, the peft model, its steps.
 
-The encoders and the peft model come from the harness itself (lora_claims.models and
-lora_claims.finetune), so the benchmarks time what the claims run. The workload is fixed so that
+The encoders and the peft model come from the harness itself (lora_claims.methods.finetune.models and
+lora_claims.methods.finetune.runs), so the benchmarks time what the claims run. The workload is fixed so that
 numbers from different ranks, machines and commits compare: batch ``TRAIN_BATCH`` (training) or
 ``EVAL_BATCH`` (evaluation), every sentence padded to ``SEQ_LEN`` tokens, two labels, LoRA on the
 query and value projections of every layer, AdamW. Padding to a fixed length makes the cost
@@ -21,10 +21,10 @@ import pytest
 import torch
 from bench_timing import synchronize
 
-from lora_claims import finetune
-from lora_claims.capacity import ENCODERS
-from lora_claims.finetune import RunConfig
-from lora_claims.models import MissingModel, resolve_model
+from lora_claims.methods.finetune import runs as finetune
+from lora_claims.methods.counting.capacity import ENCODERS
+from lora_claims.methods.finetune.runs import RunConfig
+from lora_claims.methods.finetune.models import MissingModel, resolve_model
 
 RANKS = (1, 4, 12, 16)
 TRAIN_BATCH = 8
@@ -43,7 +43,7 @@ SENTENCES = (
 @dataclass(frozen=True)
 class BenchEncoder:
     key: str  # the name --model-path uses
-    hub_id: str  # its entry in lora_claims.capacity.ENCODERS
+    hub_id: str  # its entry in lora_claims.methods.counting.capacity.ENCODERS
 
     @property
     def targets(self) -> tuple[str, str]:

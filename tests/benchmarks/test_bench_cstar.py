@@ -16,8 +16,8 @@ import numpy as np
 import pytest
 from scipy.optimize import least_squares
 
-from lora_claims.cstar_problems import lora_problem, relative_loss
-from lora_claims.cstar_solvers import LMSettings, lm_single_start, restart_scale
+from lora_claims.methods.cstar.problems import lora_problem, relative_loss
+from lora_claims.methods.cstar.solvers import LMSettings, lm_single_start, restart_scale
 
 SHAPE, P, TRIALS = (6, 6, 1), 10, 60
 MIN_SPEEDUP = 10.0

@@ -17,10 +17,10 @@ import time
 import numpy as np
 import pytest
 
-from lora_claims import finetune
-from lora_claims.finetune import RunConfig, build_lora_model, train_and_evaluate
-from lora_claims.kshot import load_few_shot
-from lora_claims.models import MissingModel, resolve_model
+from lora_claims.methods.finetune import runs as finetune
+from lora_claims.methods.finetune.runs import RunConfig, build_lora_model, train_and_evaluate
+from lora_claims.methods.data.kshot import load_few_shot
+from lora_claims.methods.finetune.models import MissingModel, resolve_model
 from tests.finetune_support import require_glue_data
 
 REQUIRED_SPEEDUP = 2.0  # the target

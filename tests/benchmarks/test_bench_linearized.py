@@ -1,4 +1,4 @@
-"""The linearized trainer (lora_claims.training.train) on a batch of instances, against a loop that
+"""The linearized trainer (lora_claims.methods.linearized.training.train) on a batch of instances, against a loop that
 trains the same instances one at a time.
 
 The instances are C4-style Gaussian problems (N = 32 examples, K = 2 outputs, 16 x 16 features,
@@ -16,9 +16,9 @@ import pytest
 import torch
 from bench_timing import best_seconds, one_torch_thread
 
-from lora_claims.instances import random_problem
-from lora_claims.linearized import DenseFeatures, LinearizedProblem
-from lora_claims.training import TrainConfig, train
+from lora_claims.methods.linearized.instances import random_problem
+from lora_claims.methods.linearized.model import DenseFeatures, LinearizedProblem
+from lora_claims.methods.linearized.training import TrainConfig, train
 
 SHAPE = {"n_examples": 32, "n_outputs": 2, "m": 16, "n": 16}
 BENCH_INSTANCES, BENCH_STEPS, ROUNDS = 64, 20, 3

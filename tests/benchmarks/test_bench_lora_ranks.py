@@ -29,7 +29,7 @@ from lora_rank_setup import (
     workload_info,
 )
 
-from lora_claims.finetune import parameter_counts
+from lora_claims.methods.finetune.runs import parameter_counts
 
 pytestmark = pytest.mark.slow
 

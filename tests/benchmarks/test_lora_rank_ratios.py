@@ -24,8 +24,8 @@ from lora_rank_setup import (
 )
 from safetensors import safe_open
 
-from lora_claims.capacity import ENCODERS
-from lora_claims.finetune import parameter_counts
+from lora_claims.methods.counting.capacity import ENCODERS
+from lora_claims.methods.finetune.runs import parameter_counts
 
 # A rank-1 step may take at most this much longer than a rank-16 step: their true costs differ by a
 # few percent (the LoRA factors are a sliver of the frozen encoder's work), so a larger gap means

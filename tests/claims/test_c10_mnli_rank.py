@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from lora_claims.claims import Verdict, get_claim
+from lora_claims.harness.registry import Verdict, get_claim
 from tests.finetune_support import paper_scale_result, skip_unless_data_or_ci
 
 RANKS = get_claim("C10").tolerances["ranks"]

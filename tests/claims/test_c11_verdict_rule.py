@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from lora_claims.claims import Verdict, get_claim
-from lora_claims.evaluations.regime_claim import regime_verdict
+from lora_claims.harness.registry import Verdict, get_claim
+from lora_claims.claims.regime_claim import regime_verdict
 
 TOL = get_claim("C11").tolerances
 

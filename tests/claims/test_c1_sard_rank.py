@@ -1,6 +1,6 @@
 """C1: which reading of r(r+1)/2 > KN gives the prescribed r >= 12."""
 
-from lora_claims.claims import Verdict
+from lora_claims.harness.registry import Verdict
 
 
 def test_c1_twelve_comes_from_the_sqrt_form_not_the_exact_inequality(audit):

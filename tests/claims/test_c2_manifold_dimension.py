@@ -1,6 +1,6 @@
 """C2: the Jacobian of (A, B) -> BA has rank r(m+n) - r^2."""
 
-from lora_claims.claims import REGISTRY, Verdict
+from lora_claims.harness.registry import REGISTRY, Verdict
 
 
 def test_c2_every_shape_has_the_manifold_rank(audit):

@@ -2,7 +2,7 @@
 
 from fractions import Fraction
 
-from lora_claims.claims import Verdict
+from lora_claims.harness.registry import Verdict
 
 
 def test_c3_holds_on_its_domain_and_finds_the_boundary(audit):

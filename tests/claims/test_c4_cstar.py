@@ -8,7 +8,7 @@ here are the ones that verdict rests on; tolerances come from the registry.
 
 from __future__ import annotations
 
-from lora_claims.claims import REGISTRY, Verdict
+from lora_claims.harness.registry import REGISTRY, Verdict
 
 TOLERANCES = REGISTRY["C4"].tolerances
 

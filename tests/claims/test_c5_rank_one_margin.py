@@ -2,7 +2,7 @@
 
 import pytest
 
-from lora_claims.claims import Verdict
+from lora_claims.harness.registry import Verdict
 
 
 def test_c5_holds_at_rank_one_but_does_not_separate_binary_from_multiclass(audit):

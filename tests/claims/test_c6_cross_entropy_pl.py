@@ -12,8 +12,8 @@ import copy
 
 import pytest
 
-from lora_claims.claims import Verdict, get_claim
-from lora_claims.evaluations.ntk_claims import c6_verdict
+from lora_claims.harness.registry import Verdict, get_claim
+from lora_claims.claims.ntk_claims import c6_verdict
 
 
 @pytest.fixture(scope="module")

@@ -11,8 +11,8 @@ import copy
 
 import pytest
 
-from lora_claims.claims import Verdict
-from lora_claims.evaluations.ntk_claims import c7_verdict
+from lora_claims.harness.registry import Verdict
+from lora_claims.claims.ntk_claims import c7_verdict
 
 
 @pytest.fixture(scope="module")

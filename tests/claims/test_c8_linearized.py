@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import pytest
 
-from lora_claims.claims import Verdict, get_claim
+from lora_claims.harness.registry import Verdict, get_claim
 from tests.ntk_support import evaluated
 
 pytestmark = pytest.mark.slow

@@ -14,8 +14,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lora_claims.capacity import manifold_dim
-from lora_claims.cstar import (
+from lora_claims.methods.counting.capacity import manifold_dim
+from lora_claims.methods.cstar.estimate import (
     CStarConfig,
     GridPoint,
     bootstrap_interval,
@@ -24,11 +24,11 @@ from lora_claims.cstar import (
     monotonicity_violations,
     threshold_crossing,
 )
-from lora_claims.cstar_problems import LinearSystem, LoraSystem, lora_problem
-from lora_claims.cstar_solvers import GDSettings, LMSettings, levenberg_marquardt
+from lora_claims.methods.cstar.problems import LinearSystem, LoraSystem, lora_problem
+from lora_claims.methods.cstar.solvers import GDSettings, LMSettings, levenberg_marquardt
 from lora_claims.errors import InvalidArgument
-from lora_claims.manifold import numerical_rank
-from lora_claims.stats import wilson_interval
+from lora_claims.methods.counting.manifold import numerical_rank
+from lora_claims.methods.stats import wilson_interval
 
 FEW_RESTARTS = LMSettings(restarts=2)
 

@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from lora_claims.errors import InvalidArgument
-from lora_claims.feature_blocks import sample_blocks
-from lora_claims.ntk_features import JacobianFeatures
+from lora_claims.methods.ntk.feature_blocks import sample_blocks
+from lora_claims.methods.ntk.features import JacobianFeatures
 from tests.ntk_support import one_torch_thread  # noqa: F401  (autouse fixture)
 
 POOL, K, TOKENS, M, N = 10, 2, 5, 7, 6

@@ -6,10 +6,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from lora_claims.claims import Verdict, get_claim
-from lora_claims.context import AuditContext
+from lora_claims.harness.registry import Verdict, get_claim
+from lora_claims.harness.context import AuditContext
 from lora_claims.errors import NotEvaluable
-from lora_claims.evaluations.finetune_claims import (
+from lora_claims.claims.finetune_claims import (
     PAPER_ENCODERS,
     compare_rank_pair,
     pair_verdict,
@@ -17,7 +17,7 @@ from lora_claims.evaluations.finetune_claims import (
     sweep_decision,
     sweep_verdict,
 )
-from lora_claims.stats import chance_level
+from lora_claims.methods.stats import chance_level
 
 DELTA, ALPHA = get_claim("C8").tolerances["delta"], get_claim("C8").tolerances["alpha"]
 
@@ -93,7 +93,7 @@ def test_c10_controls():
 
 
 def test_missing_data_is_not_evaluated_with_reason(tmp_path):
-    from lora_claims.audit import evaluate_claim
+    from lora_claims.harness.runner import evaluate_claim
 
     result = evaluate_claim(get_claim("C8"), ctx(tmp_path, data_dir=None))
     assert result.verdict == Verdict.NOT_EVALUATED and "LORA_CLAIMS_DATA" in result.summary

@@ -9,8 +9,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from lora_claims.errors import InvalidArgument
-from lora_claims.generalization import nuclear_ball_complexity, predicted_rank, rademacher_bound
-from lora_claims.linearized import gaussian_features
+from lora_claims.methods.linearized.generalization import nuclear_ball_complexity, predicted_rank, rademacher_bound
+from lora_claims.methods.linearized.model import gaussian_features
 
 
 def test_complexity_matches_random_matrix_theory():

@@ -8,7 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from lora_claims.errors import InvalidArgument
-from lora_claims.linearized import (
+from lora_claims.methods.linearized.model import (
     DTYPE,
     DenseFeatures,
     FactoredFeatures,
@@ -17,7 +17,7 @@ from lora_claims.linearized import (
     layer_features,
     objective,
 )
-from lora_claims.losses import LOSSES, cross_entropy, evaluate_loss, logistic, squared
+from lora_claims.methods.linearized.losses import LOSSES, cross_entropy, evaluate_loss, logistic, squared
 
 shapes = st.tuples(
     st.integers(1, 3),

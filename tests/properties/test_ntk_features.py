@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from lora_claims.errors import InvalidArgument
-from lora_claims.ntk_features import (
+from lora_claims.methods.ntk.features import (
     FeaturesTooLarge,
     cached_features,
     checked_logits,

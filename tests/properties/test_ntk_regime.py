@@ -11,8 +11,8 @@ import pytest
 import torch
 
 from lora_claims.errors import InvalidArgument
-from lora_claims.ntk_features import extract_features, select_matrices
-from lora_claims.ntk_regime import (
+from lora_claims.methods.ntk.features import extract_features, select_matrices
+from lora_claims.methods.ntk.regime import (
     EncodedSplit,
     LoraRun,
     compare_predictions,

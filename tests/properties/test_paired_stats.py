@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from lora_claims.errors import InvalidArgument
-from lora_claims.stats import (
+from lora_claims.methods.stats import (
     best_rank_test,
     chance_level,
     paired_bootstrap_interval,

@@ -1,0 +1,1 @@
+"""One module per claim: its spec, evaluator and decision rule."""

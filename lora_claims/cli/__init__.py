@@ -1,0 +1,239 @@
+"""Command line: ``lora-claims audit | report | cstar | finetune | bench-table``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from lora_claims.harness.registry import REGISTRY, parse_claim_ids
+from lora_claims.harness.context import PROFILES, default_data_dir, parse_model_paths
+from lora_claims.errors import InvalidArgument, LoraClaimsError
+from lora_claims.harness.cache import ResultCache, atomic_write_text, to_json
+
+
+def _add_audit(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "audit", help="evaluate claims and write report.md, report.json and figures"
+    )
+    parser.add_argument("--claims", help=f"comma-separated ids (default: all of {', '.join(REGISTRY)})")
+    parser.add_argument("--out", default="audit-report", help="output folder (default: %(default)s)")
+    parser.add_argument("--profile", choices=PROFILES, default="ci",
+                        help="experiment sizes: smoke, ci (default, fits a 2-core CPU) or thorough")
+    parser.add_argument("--data-dir", type=Path, default=None,
+                        help="GLUE data folder (default: $LORA_CLAIMS_DATA)")
+    parser.add_argument("--device", default="cpu", help="torch device for fine-tuning claims")
+    parser.add_argument("--model-path", action="append", metavar="NAME=PATH",
+                        help="local path of a model, repeatable")
+    parser.add_argument("--cache-dir", type=Path, default=None,
+                        help="result cache (default: $LORA_CLAIMS_CACHE or ~/.cache/lora-claims)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.set_defaults(handler=_run_audit)
+
+
+def _run_audit(args: argparse.Namespace) -> int:
+    from lora_claims.harness.runner import run_audit
+
+    specs = parse_claim_ids(args.claims)
+    options = {
+        "profile": args.profile,
+        "data_dir": args.data_dir or default_data_dir(),
+        "device": args.device,
+        "model_paths": parse_model_paths(args.model_path),
+        "cache": ResultCache(args.cache_dir),
+        "seed": args.seed,
+    }
+    results = run_audit(specs, args.out, options)
+    width = max(len(r.id) for r in results)
+    print(f"{'claim':<{width}}  {'verdict':<24} key figure")
+    for result in results:
+        print(f"{result.id:<{width}}  {result.verdict.value:<24} {result.key_figure}")
+    print(f"\nreport written to {Path(args.out) / 'report.md'} and report.json")
+    return 0
+
+
+def _add_report(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("report", help="re-render report.md from a report.json")
+    parser.add_argument("report_json", type=Path)
+    parser.add_argument("--out", type=Path, help="Markdown file (default: beside the JSON)")
+    parser.set_defaults(handler=_run_report)
+
+
+def _run_report(args: argparse.Namespace) -> int:
+    from lora_claims.harness.report import render_markdown
+
+    try:
+        payload = json.loads(args.report_json.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as error:
+        raise InvalidArgument(f"{args.report_json}: not a readable report.json ({error})") from None
+    out = args.out or args.report_json.with_suffix(".md")
+    atomic_write_text(out, render_markdown(payload))
+    print(out)
+    return 0
+
+
+def _add_cstar(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "cstar",
+        help="Monte-Carlo estimate of the capacity threshold C* (claim C4)",
+        description="Success fraction of random rank-r systems <G_j, B A> = y_j over a grid of "
+        "p, and the thresholds rho50 / rho95 of rho = (r(m+n) - r^2) / p with intervals.",
+    )
+    parser.add_argument("--m", type=int, required=True, help="rows of G_j and of B A")
+    parser.add_argument("--n", type=int, required=True, help="columns of G_j and of B A")
+    parser.add_argument("--r", type=int, required=True, help="LoRA rank, 1 <= r <= min(m, n)")
+    parser.add_argument("--definition", choices=("solv", "gd"), required=True,
+                        help="solv: exact fit (Levenberg-Marquardt with restarts); "
+                             "gd: relative loss below --tol within a step budget")
+    parser.add_argument("--optimizer", choices=("armijo", "adam", "fixed"), default="armijo",
+                        help="gd only: Armijo GD (default), Adam, or closed-form fixed-step GD "
+                             "(least squares only, with --linear-only)")
+    parser.add_argument("--steps", type=int, default=None,
+                        help="gd: step budget (default 300); solv: LM iterations per restart "
+                             "(default 200)")
+    parser.add_argument("--tol", type=float, default=None,
+                        help="success threshold on the relative loss (default: 1e-6 for gd, "
+                             "1e-16 for solv)")
+    parser.add_argument("--lr", type=float, default=None, help="Adam learning rate (default 1e-2)")
+    parser.add_argument("--level", type=float, default=0.95,
+                        help="success level of the headline threshold, in (0, 1) (default 0.95; "
+                             "rho50 and rho95 are always reported)")
+    parser.add_argument("--trials", type=int, default=200, help="instances per grid point")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--grid", default=None, metavar="P1,P2,...",
+                        help="values of p (default: the definition's grid around p = d)")
+    parser.add_argument("--linear", action="store_true",
+                        help="also run the least-squares comparator with D = r(m+n) - r^2")
+    parser.add_argument("--linear-only", action="store_true",
+                        help="run only the least-squares model with D = r(m+n) - r^2")
+    parser.add_argument("--out", type=Path, default=Path("cstar-results"),
+                        help="folder for the JSON result (default: %(default)s)")
+    parser.set_defaults(handler=_run_cstar)
+
+
+def _run_cstar(args: argparse.Namespace) -> int:
+    from lora_claims.cli.cstar import cstar_config_from_args, run_cstar_command
+
+    return run_cstar_command(cstar_config_from_args(args), args)
+
+
+def _int_list(text: str) -> list[int]:
+    try:
+        return [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated integers, got {text!r}"
+        ) from None
+
+
+def _add_finetune(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "finetune", help="few-shot LoRA fine-tuning: one config, or a sweep over lists"
+    )
+    parser.add_argument("--model", default="minilm",
+                        help="minilm, mpnet, a hub id in the local cache, or a --model-path name")
+    parser.add_argument("--tasks", default="SST-2", help="comma-separated, e.g. SST-2,RTE,MNLI")
+    parser.add_argument("--ranks", type=_int_list, default=[1], help="comma-separated, e.g. 1,12")
+    parser.add_argument("--seeds", type=_int_list, default=[42], help="e.g. 13,21,42,87,100")
+    parser.add_argument("--k", type=int, default=16, help="examples per class (default: 16)")
+    parser.add_argument("--alpha", type=float, default=None, help="LoRA alpha (default: 2 * rank)")
+    parser.add_argument("--rslora", action="store_true", help="scale alpha / sqrt(r)")
+    parser.add_argument("--target-modules", default=None,
+                        help="comma-separated (default: query and value for the architecture)")
+    parser.add_argument("--lr", type=float, default=5e-4, help="learning rate (default: 5e-4)")
+    parser.add_argument("--steps", type=int, default=1000)
+    parser.add_argument("--eval-every", type=int, default=100)
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--max-length", type=int, default=128)
+    parser.add_argument("--test-cap", type=int, default=1000, help="0: the whole test set")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--data-dir", default=None,
+                        help="GLUE data folder (default: $LORA_CLAIMS_DATA; 'hf' for `datasets`)")
+    parser.add_argument("--model-path", action="append", metavar="NAME=PATH",
+                        help="local path of a model, repeatable")
+    parser.add_argument("--cache-dir", type=Path, default=None,
+                        help="result cache (default: $LORA_CLAIMS_CACHE or ~/.cache/lora-claims)")
+    parser.add_argument("--out", type=Path, default=None, help="write the records as JSON here")
+    parser.add_argument("--no-progress", action="store_true")
+    parser.set_defaults(handler=_run_finetune)
+
+
+def _run_finetune(args: argparse.Namespace) -> int:
+    from lora_claims.methods.finetune.runs import RunConfig, RunInputs, run_sweep
+
+    targets = tuple(t for t in (args.target_modules or "").split(",") if t) or None
+    configs = [
+        RunConfig(model=args.model, task=task.strip(), k=args.k, seed=seed, rank=rank,
+                  alpha=args.alpha, rslora=args.rslora, target_modules=targets,
+                  learning_rate=args.lr, steps=args.steps, eval_every=args.eval_every,
+                  batch_size=args.batch_size, max_length=args.max_length,
+                  test_cap=args.test_cap or None, device=args.device)
+        for task in args.tasks.split(",") if task.strip()
+        for rank in args.ranks
+        for seed in args.seeds
+    ]
+    inputs = RunInputs(args.data_dir or default_data_dir(), parse_model_paths(args.model_path),
+                       ResultCache(args.cache_dir))
+    records = run_sweep(configs, inputs, progress=not args.no_progress)
+    print(f"{'task':<6} {'rank':>4} {'seed':>4} {'train':>6} {'dev':>6} {'test':>6} {'step':>5} "
+          f"{'lora':>8} {'head':>7} {'sec':>7}")
+    for config, record in zip(configs, records, strict=True):
+        print(f"{config.task:<6} {config.rank:>4} {config.seed:>4} "
+              f"{record['train_accuracy']:6.3f} {record['dev_accuracy']:6.3f} "
+              f"{record['test_accuracy']:6.3f} "
+              f"{record['best_step']:>5} {record['lora_params']:>8} {record['head_params']:>7} "
+              f"{record['wall_seconds']:7.1f}")
+    if args.out:
+        atomic_write_text(args.out, to_json(records))
+        print(f"records written to {args.out}")
+    return 0
+
+
+def _add_bench_table(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "bench-table", help="Markdown table (rank vs time, memory, parameters, adapter size) "
+                            "from a pytest --benchmark-json file"
+    )
+    parser.add_argument("bench_json", type=Path, help="file written by pytest --benchmark-json")
+    parser.add_argument("--out", type=Path, help="write the Markdown here (default: print it)")
+    parser.set_defaults(handler=_run_bench_table)
+
+
+def _run_bench_table(args: argparse.Namespace) -> int:
+    from lora_claims.cli.bench_table import load_benchmark_json, render_bench_table
+
+    markdown = render_bench_table(load_benchmark_json(args.bench_json))
+    if args.out:
+        atomic_write_text(args.out, markdown)
+        print(args.out)
+    else:
+        print(markdown, end="")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="lora-claims", description="Audit the claims of arXiv 2605.03724 about LoRA rank."
+    )
+    subparsers = parser.add_subparsers(dest="command", required=True)
+    _add_audit(subparsers)
+    _add_report(subparsers)
+    _add_cstar(subparsers)
+    _add_finetune(subparsers)
+    _add_bench_table(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.handler(args)
+    except LoraClaimsError as error:
+        print(f"lora-claims {args.command}: error: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

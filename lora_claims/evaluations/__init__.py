@@ -1,1 +1,0 @@
-"""Claim evaluators: each turns measurements into a verdict with its evidence."""

@@ -1,0 +1,1 @@
+"""The audit machinery: claim specs and registry, runner, context, result cache, report."""

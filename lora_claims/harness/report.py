@@ -1,0 +1,90 @@
+"""The audit report: report.json for scripts, report.md for readers."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+from typing import Any
+
+from lora_claims.harness.registry import REGISTRY, ClaimResult
+from lora_claims.harness.context import AuditContext
+from lora_claims.harness.environment import environment
+from lora_claims.harness.cache import atomic_write_json, atomic_write_text, to_json
+
+MAX_INLINE_EVIDENCE = 6000  # characters; longer evidence stays in report.json only
+
+
+def report_payload(results: list[ClaimResult], ctx: AuditContext) -> dict[str, Any]:
+    return {
+        "paper": "arXiv 2605.03724, Rethinking the Rank Threshold for LoRA Fine-Tuning",
+        "generated_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "profile": ctx.profile,
+        "device": ctx.device,
+        "data_dir": str(ctx.data_dir) if ctx.data_dir else None,
+        "claims": [result.to_json() for result in results],
+        "environment": environment(),
+    }
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def _conditions_note(claim: dict[str, Any], payload: dict[str, Any]) -> str:
+    """Flag a result evaluated under another profile or device than the report's own."""
+    conditions = claim.get("conditions") or {}
+    differs = {key: value for key, value in conditions.items() if value != payload.get(key)}
+    return f" [{', '.join(f'{k} {v}' for k, v in differs.items())}]" if differs else ""
+
+
+def render_markdown(payload: dict[str, Any]) -> str:
+    lines = [
+        "# lora-claims audit of arXiv 2605.03724",
+        "",
+        f"Generated {payload['generated_at']}, profile `{payload['profile']}`, "
+        f"device `{payload['device']}`, lora-claims {payload['environment']['lora_claims']}, "
+        f"commit `{payload['environment']['git']['commit'] or 'unknown'}`.",
+        "",
+        "| claim | verdict | key figure | evidence |",
+        "|---|---|---|---|",
+    ]
+    for claim in payload["claims"]:
+        title = REGISTRY[claim["id"]].title + _conditions_note(claim, payload)
+        lines.append(
+            f"| {claim['id']} {_cell(title)} | **{claim['verdict']}** | "
+            f"{_cell(claim['key_figure'])} | {_cell(claim['summary'])} |"
+        )
+    for claim in payload["claims"]:
+        spec = REGISTRY[claim["id"]]
+        lines += [
+            "",
+            f"## {claim['id']}: {spec.title} (v{claim['version']}){_conditions_note(claim, payload)}",
+            "",
+            f"**Verdict: {claim['verdict']}.** {claim['summary']}",
+            "",
+            f"- Claim (our words): {spec.statement}",
+            f"- Formalization: {spec.formalization}",
+            f"- Tolerances: `{json.dumps(spec.tolerances)}`",
+        ]
+        if claim["seconds"] is not None:
+            lines.append(f"- Evaluated in {claim['seconds']:.1f} s")
+        lines += [f"- Figure: ![{name}]({name})" for name in claim["figures"]]
+        evidence = to_json(claim["evidence"]).rstrip()
+        if len(evidence) > MAX_INLINE_EVIDENCE:
+            lines.append(f"- Evidence: keys {', '.join(claim['evidence'])}; in full in report.json")
+        elif claim["evidence"]:
+            lines += ["", "<details><summary>Evidence (JSON)</summary>", "", "```json",
+                      evidence, "```", "", "</details>"]
+    packages = ", ".join(f"{k} {v}" for k, v in payload["environment"]["packages"].items() if v)
+    lines += ["", "## Environment", "", f"Python {payload['environment']['python']}; {packages}.", ""]
+    return "\n".join(lines)
+
+
+def write_report(out_dir: Path, results: list[ClaimResult], ctx: AuditContext) -> dict[str, Any]:
+    payload = report_payload(results, ctx)
+    for claim in payload["claims"]:  # figures live in out_dir/figures, linked relative to it
+        claim["figures"] = [f"figures/{Path(name).name}" for name in claim["figures"]]
+    atomic_write_json(Path(out_dir) / "report.json", payload)
+    atomic_write_text(Path(out_dir) / "report.md", render_markdown(payload))
+    return payload

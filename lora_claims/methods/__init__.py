@@ -1,0 +1,1 @@
+"""The science behind the claims; knows no claim, no registry and no audit context."""

@@ -1,0 +1,1 @@
+"""Parameter counts and the LoRA manifold's dimension."""

@@ -1,0 +1,1 @@
+"""Monte-Carlo estimation of the capacity constant C* and its calibrations."""

@@ -1,0 +1,1 @@
+"""GLUE task files and LM-BFF few-shot splits."""

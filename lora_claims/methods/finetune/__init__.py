@@ -1,0 +1,1 @@
+"""Few-shot LoRA fine-tuning of real encoders."""

@@ -1,0 +1,1 @@
+"""The NTK-linearized LoRA model, its losses, solvers and experiments."""
