@@ -63,13 +63,16 @@ def config_hash(config: dict[str, Any]) -> str:
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:16]
 
 
+def default_cache_dir() -> Path:
+    """``$LORA_CLAIMS_CACHE``, else ``~/.cache/lora-claims``: where results and unpacked models go."""
+    return Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "lora-claims")
+
+
 class ResultCache:
     """JSON results on disk, one file per (kind, configuration hash)."""
 
     def __init__(self, root: str | os.PathLike | None = None):
-        if root is None:
-            root = os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "lora-claims"
-        self.root = Path(root)
+        self.root = Path(root) if root is not None else default_cache_dir()
 
     def path(self, kind: str, config: dict[str, Any]) -> Path:
         return self.root / kind / f"{config_hash(config)}.json"

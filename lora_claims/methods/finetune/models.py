@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lora_claims.errors import InvalidArgument, NotEvaluable
+from lora_claims.harness.cache import default_cache_dir
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -139,9 +140,7 @@ def mpnet_path(cache_dir: Path | None = None) -> Path:
 
 
 def models_cache_dir(cache_dir: Path | None = None) -> Path:
-    from lora_claims.harness.cache import DEFAULT_CACHE_DIR
-
-    return Path(cache_dir or DEFAULT_CACHE_DIR) / "models"
+    return Path(cache_dir or default_cache_dir()) / "models"
 
 
 def unpack_split_zip(parts: list[Path], cache_dir: Path, folder_name: str) -> Path:
