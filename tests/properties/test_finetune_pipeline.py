@@ -4,6 +4,7 @@ counts, seeding, caching and resumption, and clear errors on bad input."""
 from __future__ import annotations
 
 import json
+import warnings
 
 import pytest
 import torch
@@ -69,6 +70,17 @@ def test_seeded_and_deterministic(inputs, tiny):
     state = lambda m: {n: p for n, p in m.named_parameters() if p.requires_grad}  # noqa: E731
     assert all(torch.equal(p, state(model_b)[n]) for n, p in state(model_a).items())
     assert any(not torch.equal(p, state(model_c)[n]) for n, p in state(model_a).items())
+
+
+def test_task_names_are_canonical():
+    assert config(task="sst-2").task == "SST-2"
+    assert config(task="sst-2") == config(task="SST-2")
+
+
+def test_building_the_model_warns_nothing(tiny):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        build_lora_model(config(), tiny["model"], 2)
 
 
 def test_lora_gradients_follow_the_b_zero_initialization(tiny):

@@ -18,6 +18,7 @@ import functools
 import os
 import random
 import time
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -60,7 +61,8 @@ class RunConfig:
     device: str = "cpu"
 
     def __post_init__(self) -> None:
-        get_task(self.task)
+        # One spelling per task, so that `sst-2` and `SST-2` share their cache entries.
+        object.__setattr__(self, "task", get_task(self.task).name)
         require_int("k", self.k)
         require_int("seed", self.seed, minimum=0)
         require_int("rank", self.rank)
@@ -344,7 +346,9 @@ def build_lora_model(config: RunConfig, model_path: Path, num_labels: int):
         target_modules=list(targets),
         use_rslora=config.rslora,
     )
-    model = get_peft_model(model, lora)
+    with warnings.catch_warnings():  # peft probes a property transformers has deprecated
+        warnings.filterwarnings("ignore", "`is_gradient_checkpointing` is deprecated", FutureWarning)
+        model = get_peft_model(model, lora)
     seed_everything(config.seed)
     for module in model.modules():
         if isinstance(module, LoraLayer):
