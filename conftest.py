@@ -29,6 +29,7 @@ pytest_plugins = ["pytester"]  # tests/test_conftest_gating.py runs pytest on sa
 DEFAULT_SEED = 20260505  # the paper's submission date; any fixed value would do
 SEEDS_ENV = "LORA_CLAIMS_SEEDS"
 HYPOTHESIS_PROFILE_ENV = "LORA_CLAIMS_HYPOTHESIS_PROFILE"
+SEEDS_KEY = pytest.StashKey[list]()
 
 settings.register_profile("dev", max_examples=25, deadline=None)
 settings.register_profile(
@@ -65,6 +66,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "gpu: needs a CUDA device; paper-scale claim verification")
     config.addinivalue_line("markers", "slow: takes minutes on a 2-core CPU")
+    config.stash[SEEDS_KEY] = _seeds()  # checked here, so that a bad value stops the run at once
 
 
 def _seeds() -> list[int]:
@@ -74,15 +76,21 @@ def _seeds() -> list[int]:
     try:
         if "-" in text:
             first, last = (int(part) for part in text.split("-", 1))
-            return list(range(first, last + 1))
-        return [int(part) for part in text.split(",") if part.strip()]
+            seeds = list(range(first, last + 1))
+        else:
+            seeds = [int(part) for part in text.split(",") if part.strip()]
     except ValueError:
-        raise pytest.UsageError(f"{SEEDS_ENV} must look like '0-9' or '1,5,7', got {text!r}") from None
+        seeds = []
+    if not seeds:  # an empty range would skip every seeded test and pass
+        raise pytest.UsageError(
+            f"{SEEDS_ENV} must name at least one seed, like '0-9' or '1,5,7'; got {text!r}"
+        )
+    return seeds
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "seed" in metafunc.fixturenames:
-        seeds = _seeds()
+        seeds = metafunc.config.stash[SEEDS_KEY]
         metafunc.parametrize("seed", seeds, indirect=True, ids=[f"seed{s}" for s in seeds])
 
 
@@ -98,38 +106,40 @@ def seed(request: pytest.FixtureRequest) -> int:
     return value
 
 
-def _gpu_selected(markexpr: str) -> bool:
-    """True when ``-m`` asks for GPU tests: it selects a gpu-only test but not an unmarked one."""
-    if not markexpr:
-        return False
-    from _pytest.mark.expression import Expression
-
-    expression = Expression.compile(markexpr)
-    return bool(expression.evaluate(lambda name, **_: name == "gpu")) and not expression.evaluate(
-        lambda name, **_: False
+def _asks_for_gpu(expression, item: pytest.Item) -> bool:
+    """True when ``-m`` selects ``item`` because of its gpu marker: the expression matches the
+    item's markers but not the same markers without gpu (``gpu and slow`` asks for a gpu+slow
+    test; ``not slow`` selects a gpu test without asking for it)."""
+    names = {mark.name for mark in item.iter_markers()}
+    return expression.evaluate(lambda name, **_: name in names) and not expression.evaluate(
+        lambda name, **_: name in names - {"gpu"}
     )
 
 
 @pytest.hookimpl(trylast=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Decide per selected item: a GPU test asked for by ``-m`` must run (no CUDA fails the run,
+    unless ``--device cpu`` asks for a dry run); any other GPU test is skipped with the reason."""
+    from _pytest.mark.expression import Expression
+
+    markexpr = config.getoption("-m") or ""
+    expression = Expression.compile(markexpr) if markexpr else None
     gpu_items = [item for item in items if item.get_closest_marker("gpu")]
-    if not gpu_items:
-        return
-    if not _gpu_selected(config.getoption("-m") or ""):
-        skip = pytest.mark.skip(
-            reason="GPU claim test: run `pytest -m gpu` on a CUDA machine "
-                   "(add --device cpu for a smoke-scale dry run)"
-        )
-        for item in gpu_items:
+    asked = [item for item in gpu_items if expression and _asks_for_gpu(expression, item)]
+    skip = pytest.mark.skip(
+        reason="GPU claim test: run `pytest -m gpu` on a CUDA machine "
+               "(add --device cpu for a smoke-scale dry run)"
+    )
+    for item in gpu_items:
+        if item not in asked:
             item.add_marker(skip)
-        return
     device = config.getoption("--device")
-    if device is None or device.startswith("cuda"):
+    if asked and (device is None or device.startswith("cuda")):
         import torch
 
         if not torch.cuda.is_available():
             raise pytest.UsageError(
-                f"`-m gpu` selected {len(gpu_items)} GPU test(s), but torch sees no CUDA device "
+                f"`-m {markexpr}` selected {len(asked)} GPU test(s), but torch sees no CUDA device "
                 f"(torch {torch.__version__}, torch.cuda.is_available() is False). Run them on a "
                 "GPU machine with a CUDA build of torch, or pass --device cpu for a smoke-scale "
                 "dry run of the same code."

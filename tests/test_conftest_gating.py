@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import torch  # imported before pytester snapshots sys.modules: a re-import of torch crashes
 
 ROOT_CONFTEST = Path(__file__).resolve().parent.parent / "conftest.py"
 
@@ -15,6 +16,11 @@ import pytest
 def test_needs_cuda(device):
     assert device in ("cuda", "cpu")
 
+@pytest.mark.gpu
+@pytest.mark.slow
+def test_needs_cuda_for_long(device):
+    assert device in ("cuda", "cpu")
+
 def test_plain():
     pass
 """
@@ -22,8 +28,6 @@ def test_plain():
 
 @pytest.fixture
 def sample(pytester):
-    import torch
-
     if torch.cuda.is_available():
         pytest.skip("this machine has CUDA: the no-CUDA failure cannot be observed here")
     pytester.makeconftest(ROOT_CONFTEST.read_text().replace('pytest_plugins = ["pytester"]', ""))
@@ -33,21 +37,35 @@ def sample(pytester):
 
 def test_default_run_skips_gpu_tests_with_a_reason(sample):
     result = sample.runpytest("-rs")
-    result.assert_outcomes(passed=1, skipped=1)
+    result.assert_outcomes(passed=1, skipped=2)
     result.stdout.fnmatch_lines(["*run `pytest -m gpu` on a CUDA machine*"])
 
 
 def test_selecting_gpu_without_cuda_fails_loudly(sample):
     result = sample.runpytest("-m", "gpu")
     assert result.ret != 0
-    result.stderr.fnmatch_lines(["*selected 1 GPU test(s), but torch sees no CUDA device*"])
+    result.stderr.fnmatch_lines(["*selected 2 GPU test(s), but torch sees no CUDA device*"])
+
+
+@pytest.mark.parametrize("markexpr", ["gpu and slow", "slow and gpu", "gpu and not fast"])
+def test_compound_expressions_selecting_gpu_tests_fail_loudly(sample, markexpr):
+    result = sample.runpytest("-m", markexpr)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*GPU test(s), but torch sees no CUDA device*"])
 
 
 def test_cpu_dry_run_of_gpu_tests_runs_them(sample):
     result = sample.runpytest("-m", "gpu", "--device", "cpu")
-    result.assert_outcomes(passed=1, deselected=1)
+    result.assert_outcomes(passed=2, deselected=1)
 
 
 def test_not_slow_expression_does_not_count_as_asking_for_gpu(sample):
     result = sample.runpytest("-m", "not slow")
-    result.assert_outcomes(passed=1, skipped=1)
+    result.assert_outcomes(passed=1, skipped=1, deselected=1)
+
+
+def test_an_empty_seed_range_stops_the_run(sample, monkeypatch):
+    monkeypatch.setenv("LORA_CLAIMS_SEEDS", "5-1")
+    result = sample.runpytest()
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*LORA_CLAIMS_SEEDS must name at least one seed*'5-1'*"])

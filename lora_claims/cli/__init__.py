@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import NoReturn
 
 from lora_claims.harness.registry import REGISTRY, parse_claim_ids
 from lora_claims.harness.context import PROFILES, default_data_dir, parse_model_paths
@@ -118,9 +119,17 @@ def _run_cstar(args: argparse.Namespace) -> int:
     return run_cstar_command(cstar_config_from_args(args), args)
 
 
+def _name_list(text: str) -> list[str]:
+    """Comma-separated values; an empty list would make a sweep that runs nothing."""
+    names = [part.strip() for part in text.split(",") if part.strip()]
+    if not names:
+        raise argparse.ArgumentTypeError(f"expected at least one value, got {text!r}")
+    return names
+
+
 def _int_list(text: str) -> list[int]:
     try:
-        return [int(part) for part in text.split(",") if part.strip()]
+        return [int(part) for part in _name_list(text)]
     except ValueError:
         raise argparse.ArgumentTypeError(
             f"expected comma-separated integers, got {text!r}"
@@ -133,7 +142,8 @@ def _add_finetune(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--model", default="minilm",
                         help="minilm, mpnet, a hub id in the local cache, or a --model-path name")
-    parser.add_argument("--tasks", default="SST-2", help="comma-separated, e.g. SST-2,RTE,MNLI")
+    parser.add_argument("--tasks", type=_name_list, default=["SST-2"],
+                        help="comma-separated, e.g. SST-2,RTE,MNLI")
     parser.add_argument("--ranks", type=_int_list, default=[1], help="comma-separated, e.g. 1,12")
     parser.add_argument("--seeds", type=_int_list, default=[42], help="e.g. 13,21,42,87,100")
     parser.add_argument("--k", type=int, default=16, help="examples per class (default: 16)")
@@ -164,12 +174,12 @@ def _run_finetune(args: argparse.Namespace) -> int:
 
     targets = tuple(t for t in (args.target_modules or "").split(",") if t) or None
     configs = [
-        RunConfig(model=args.model, task=task.strip(), k=args.k, seed=seed, rank=rank,
+        RunConfig(model=args.model, task=task, k=args.k, seed=seed, rank=rank,
                   alpha=args.alpha, rslora=args.rslora, target_modules=targets,
                   learning_rate=args.lr, steps=args.steps, eval_every=args.eval_every,
                   batch_size=args.batch_size, max_length=args.max_length,
                   test_cap=args.test_cap or None, device=args.device)
-        for task in args.tasks.split(",") if task.strip()
+        for task in args.tasks
         for rank in args.ranks
         for seed in args.seeds
     ]
@@ -212,8 +222,15 @@ def _run_bench_table(args: argparse.Namespace) -> int:
     return 0
 
 
+class _Parser(argparse.ArgumentParser):
+    """Usage mistakes end in one line, like every other error (``--help`` shows the usage)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="lora-claims", description="Audit the claims of arXiv 2605.03724 about LoRA rank."
     )
     subparsers = parser.add_subparsers(dest="command", required=True)
