@@ -1,7 +1,8 @@
 """Test-suite configuration: markers, options, hypothesis profiles, seeds, device gating, and the
 session's audit report.
 
-- Markers (strict): ``gpu`` (needs CUDA, paper scale) and ``slow``. GPU tests run only when ``-m``
+- Markers (strict): ``gpu`` (needs CUDA, paper scale), ``slow``, and ``timing`` (a wall-clock
+  ratio: runs only with ``--benchmark-only``, never in the default run). GPU tests run only when ``-m``
   selects them; then a machine without CUDA fails the run loudly unless ``--device cpu`` asks for a
   smoke-scale dry run.
 - ``--data-dir`` (default ``$LORA_CLAIMS_DATA``), ``--device``, ``--model-path NAME=PATH``.
@@ -66,6 +67,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "gpu: needs a CUDA device; paper-scale claim verification")
     config.addinivalue_line("markers", "slow: takes minutes on a 2-core CPU")
+    config.addinivalue_line("markers", "timing: asserts a wall-clock ratio; runs only with "
+                                       "--benchmark-only (tox -e bench)")
     config.stash[SEEDS_KEY] = _seeds()  # checked here, so that a bad value stops the run at once
 
 
@@ -116,12 +119,25 @@ def _asks_for_gpu(expression, item: pytest.Item) -> bool:
     )
 
 
+def _skip_timing_outside_benchmarks(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Wall-clock ratios run in the benchmark suite only: in the default run a busy neighbour can
+    flip any of them, and a fresh clone must not turn red under load."""
+    if config.getoption("benchmark_only", default=False):
+        return
+    skip = pytest.mark.skip(reason="wall-clock ratio: runs with `pytest tests/benchmarks "
+                                   "--benchmark-only` (tox -e bench), not in the default run")
+    for item in items:
+        if item.get_closest_marker("timing"):
+            item.add_marker(skip)
+
+
 @pytest.hookimpl(trylast=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Decide per selected item: a GPU test asked for by ``-m`` must run (no CUDA fails the run,
     unless ``--device cpu`` asks for a dry run); any other GPU test is skipped with the reason."""
     from _pytest.mark.expression import Expression
 
+    _skip_timing_outside_benchmarks(config, items)
     markexpr = config.getoption("-m") or ""
     expression = Expression.compile(markexpr) if markexpr else None
     gpu_items = [item for item in items if item.get_closest_marker("gpu")]

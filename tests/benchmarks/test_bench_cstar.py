@@ -71,6 +71,7 @@ def test_bench_per_instance_least_squares(benchmark, instances):
     benchmark.pedantic(_per_instance, args=instances, rounds=1, iterations=1)
 
 
+@pytest.mark.timing
 def test_batched_lm_is_10x_faster_than_per_instance_loop(benchmark, instances):
     system, starts = instances
     start = time.perf_counter()

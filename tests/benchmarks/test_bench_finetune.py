@@ -5,7 +5,8 @@ head), train the same steps with the same batch size, learning rate and linear s
 the k-shot dev split every ``eval_every`` steps, restore the best checkpoint, and evaluate train,
 dev and test at the end. Model loading and tokenization are timed on both sides (caches cleared).
 The Trainer keeps its checkpoints on disk (that is how it restores the best one); ours keeps them
-in memory, batches evaluation by length and tokenizes once. Slow: marked ``slow``.
+in memory, batches evaluation by length and tokenizes once. Slow: marked ``slow``; the speed-up
+checks are marked ``timing`` and run only with ``--benchmark-only`` (tox -e bench).
 
 Measured: 1.2-1.4x, short of the 2x the issue asks for (recorded as a strict xfail).
 """
@@ -116,15 +117,27 @@ def test_both_runs_complete_the_protocol(timings):
     assert all(0.0 <= theirs[name] <= 1.0 for name in ("train", "dev", "test"))
 
 
-@pytest.mark.slow
-def test_our_loop_is_faster_than_the_trainer(timings):
-    assert timings["ratio"] >= MEASURED_FLOOR, f"speed-up {timings['ratio']:.2f}x"
+def _record_speedup(benchmark, timings) -> float:
+    """Put both wall times and their ratio into the benchmark JSON; the timing itself was done by
+    the ``timings`` fixture, so the benchmark entry times only this bookkeeping."""
+    benchmark.extra_info.update(ours_s=timings["ours"]["wall"], trainer_s=timings["trainer"]["wall"],
+                                ratio=timings["ratio"])
+    return benchmark.pedantic(lambda: timings["ratio"], rounds=1, iterations=1)
 
 
 @pytest.mark.slow
+@pytest.mark.timing
+def test_our_loop_is_faster_than_the_trainer(benchmark, timings):
+    ratio = _record_speedup(benchmark, timings)
+    assert ratio >= MEASURED_FLOOR, f"speed-up {ratio:.2f}x"
+
+
+@pytest.mark.slow
+@pytest.mark.timing
 @pytest.mark.xfail(strict=True, reason=(
     "issue 5 asks for >= 2x; measured 1.2-1.4x (README): model compute dominates both loops on "
     "CPU, and the Trainer with the same eval batch size loses only its checkpoint writes, "
     "unsorted eval batches and per-step overhead"))
-def test_our_loop_is_at_least_twice_as_fast_as_the_trainer(timings):
-    assert timings["ratio"] >= REQUIRED_SPEEDUP, f"speed-up {timings['ratio']:.2f}x"
+def test_our_loop_is_at_least_twice_as_fast_as_the_trainer(benchmark, timings):
+    ratio = _record_speedup(benchmark, timings)
+    assert ratio >= REQUIRED_SPEEDUP, f"speed-up {ratio:.2f}x"
