@@ -47,6 +47,7 @@ def test_record_and_parameter_counts(inputs):
     assert record["lora_params"] == LAYERS * 2 * 2 * (HIDDEN + HIDDEN)
     assert record["head_params"] == HIDDEN * 2 + 2  # linear head, counted apart from LoRA
     assert record["test_size"] == 40 and record["test_label_counts"] == [20, 20]
+    assert record["train_label_counts"] == record["dev_label_counts"] == [16, 16]
     assert set(record["versions"]) == {"torch", "transformers", "peft"}
     assert len(record["config_hash"]) == 16 and record["model_source"] == "--model-path"
 

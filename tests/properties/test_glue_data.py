@@ -121,6 +121,43 @@ def test_malformed_rows_name_file_and_line(tmp_path):
         read_split(get_task("RTE"), jsonl)
 
 
+def test_undecodable_and_oversized_rows_name_file_and_line(tmp_path):
+    spec = get_task("SST-2")
+    bad = tmp_path / "bad.tsv"
+    bad.write_bytes(b"sentence\tlabel\ngood\t1\ncaf\xe9\t0\n")  # a Latin-1 byte
+    with pytest.raises(DataFormatError, match=r"bad\.tsv:3: not UTF-8 text \(byte 0xe9"):
+        read_split(spec, bad)
+    bad.write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00")  # a binary blob
+    with pytest.raises(DataFormatError, match=r"bad\.tsv:1: not UTF-8 text"):
+        read_split(spec, bad)
+    bad.write_text("sentence\tlabel\ngood\t1\n" + "a" * 140_000 + "\t0\n")
+    with pytest.raises(DataFormatError, match=r"bad\.tsv:3: unreadable row \(field larger"):
+        read_split(spec, bad)
+
+
+@pytest.mark.parametrize("task", ["SST-2", "cr"])
+def test_a_byte_order_mark_is_accepted_in_every_file(tmp_path, task):
+    spec = get_task(task)
+    path = tmp_path / f"train.{spec.extension}"
+    body = "sentence\tlabel\ngood\t1\n" if spec.extension == "tsv" else "1,good\n"
+    path.write_bytes(b"\xef\xbb\xbf" + body.encode())
+    assert read_split(spec, path).examples[0].text_a == "good"
+
+
+def test_k_shot_files_must_hold_k_examples_of_every_class(tmp_path):
+    root = write_toy_glue(tmp_path / "glue", seeds=(13,))
+    train = root / "SST-2" / "k-shot" / "16-13" / "train.tsv"
+    rows = train.read_text().splitlines()
+    train.write_text("\n".join(row for row in rows if not row.endswith("\t0")) + "\n")  # one class
+    with pytest.raises(DataFormatError, match=r"train\.tsv: a 16-shot train split needs 16 "
+                                              r"examples of each SST-2 class; found 0: 0, 1: 16"):
+        load_few_shot(root, "SST-2", 16, 13)
+    train.write_text("\n".join(rows) + "\n")
+    (root / "SST-2" / "k-shot" / "16-13").rename(root / "SST-2" / "k-shot" / "64-13")
+    with pytest.raises(DataFormatError, match="a 64-shot train split needs 64 .* 0: 16, 1: 16"):
+        load_few_shot(root, "SST-2", 64, 13)
+
+
 def test_missing_inputs_are_clear(tmp_path):
     with pytest.raises(InvalidArgument, match="unknown task 'SST-3'"):
         get_task("SST-3")

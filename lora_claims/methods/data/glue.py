@@ -1,7 +1,8 @@
 """GLUE-style task files: which tasks exist, how each file is laid out, and strict readers.
 
 The staged files (``$LORA_CLAIMS_DATA``, see its SOURCES.md) keep their upstream quirks: GLUE
-``.tsv`` files hold bare ``"`` characters (so no CSV quoting), MRPC starts with a byte-order mark,
+``.tsv`` files hold bare ``"`` characters (so no CSV quoting), MRPC starts with a byte-order mark
+(every file is read as UTF-8 with an optional one),
 CoLA has no header, LM-BFF's SST-5/MR/CR are header-less ``label,sentence`` CSV files, MNLI keeps
 GLUE's twelve columns, and RTE's full train pool is SuperGLUE JSON lines. Every reader checks each
 row and names the file and line of the first one it cannot use.
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import io
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -64,7 +66,6 @@ class TaskSpec:
     labels: tuple[str, ...]
     fields: tuple[tuple[str | int, ...], str | int]
     file_format: str  # "tsv" (header), "tsv-noheader" or "csv" (header-less label,sentence)
-    encoding: str = "utf-8"
     kshot_dev_file: str = "dev"  # MNLI calls its k-shot dev split dev_matched
     full_train: str | None = None  # relative to the task folder
     full_dev: str | None = None  # the original GLUE dev set, LM-BFF's test set
@@ -117,7 +118,6 @@ TASKS: dict[str, TaskSpec] = {
             ("0", "1"),
             (("#1 String", "#2 String"), "Quality"),
             "tsv",
-            encoding="utf-8-sig",
             full_train="train.tsv",
             full_dev="dev.tsv",
             hf_dataset=("glue", "mrpc", ("sentence1", "sentence2"), "validation"),
@@ -172,17 +172,43 @@ def read_split(spec: TaskSpec, path: Path, name: str | None = None) -> Split:
     path = Path(path)
     if not path.is_file():
         raise InvalidArgument(f"{spec.name}: data file {path} does not exist")
-    with path.open(encoding=spec.encoding, newline="") as handle:
-        if path.suffix == ".jsonl":
-            examples = _read_jsonl(spec, path, handle)
-        elif spec.file_format == "csv":
-            examples = _read_rows(spec, path, csv.reader(handle), header=False)
-        else:
-            rows = csv.reader(handle, delimiter="\t", quoting=csv.QUOTE_NONE)
-            examples = _read_rows(spec, path, rows, header=spec.file_format == "tsv")
+    handle = io.StringIO(_read_text(path), newline="")
+    if path.suffix == ".jsonl":
+        examples = _read_jsonl(spec, path, handle)
+    elif spec.file_format == "csv":
+        examples = _read_rows(spec, path, csv.reader(handle), header=False)
+    else:
+        rows = csv.reader(handle, delimiter="\t", quoting=csv.QUOTE_NONE)
+        examples = _read_rows(spec, path, rows, header=spec.file_format == "tsv")
     if not examples:
         raise DataFormatError(f"{path}: no examples")
     return Split(name or path.stem, tuple(examples), str(path))
+
+
+def _read_text(path: Path) -> str:
+    """The file as UTF-8 text, with or without a byte-order mark; a byte that is not UTF-8 is
+    reported with its line, as every other problem in a data file is."""
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        line = data.count(b"\n", 0, error.start) + 1
+        raise DataFormatError(
+            f"{path}:{line}: not UTF-8 text (byte 0x{data[error.start]:02x}: {error.reason})"
+        ) from None
+
+
+def _checked_rows(path: Path, rows):
+    """The rows of a csv reader; a row it cannot parse (a field over the size limit, say) is
+    reported with its file and line."""
+    while True:
+        try:
+            row = next(rows)
+        except StopIteration:
+            return
+        except csv.Error as error:
+            raise DataFormatError(f"{path}:{rows.line_num}: unreadable row ({error})") from None
+        yield row
 
 
 def _label_index(spec: TaskSpec, value: str, where: str) -> int:
@@ -199,7 +225,7 @@ def _read_rows(spec: TaskSpec, path: Path, rows, header: bool) -> list[Example]:
     text_fields, label_field = spec.fields
     positions, label_position, width = list(text_fields), label_field, None
     examples = []
-    for row in rows:
+    for row in _checked_rows(path, rows):
         where = f"{path}:{rows.line_num}"
         if not row or row == [""]:
             continue

@@ -19,7 +19,14 @@ from pathlib import Path
 
 import numpy as np
 
-from lora_claims.methods.data.glue import Example, Split, TaskSpec, get_task, read_split
+from lora_claims.methods.data.glue import (
+    DataFormatError,
+    Example,
+    Split,
+    TaskSpec,
+    get_task,
+    read_split,
+)
 from lora_claims.errors import InvalidArgument, NotEvaluable, require_int
 
 LM_BFF_SEEDS = (13, 21, 42, 87, 100)
@@ -90,8 +97,27 @@ def load_few_shot(
         train = _read_in(spec, folder, "train")
         dev = _read_in(spec, folder, spec.kshot_dev_file, name="dev")
         test, note = _find_test(spec, root, folder, k, seed, train, dev)
+    for split in (train, dev):
+        check_k_per_class(spec, split, k)
     test, cap_note = cap_split(test, test_cap, cap_seed)
     return FewShotData(spec.name, k, seed, train, dev, test, note + cap_note)
+
+
+def label_counts(spec: TaskSpec, split: Split) -> list[int]:
+    """Examples per class, in the order of ``spec.labels``."""
+    return np.bincount(split.labels, minlength=spec.num_classes).tolist()
+
+
+def check_k_per_class(spec: TaskSpec, split: Split, k: int) -> None:
+    """A k-shot split holds exactly k examples of every class: a one-class file or a 16-shot file
+    in a 64-shot folder would otherwise train silently under the wrong name."""
+    counts = label_counts(spec, split)
+    if counts != [k] * spec.num_classes:
+        found = ", ".join(f"{label}: {n}" for label, n in zip(spec.labels, counts, strict=True))
+        raise DataFormatError(
+            f"{split.source}: a {k}-shot {split.name} split needs {k} examples of each "
+            f"{spec.name} class; found {found}"
+        )
 
 
 def _read_in(spec: TaskSpec, folder: Path, stem: str, name: str | None = None) -> Split:

@@ -29,7 +29,7 @@ from lora_claims.methods.finetune import models as _models  # sets the offline e
 from lora_claims.methods.data.glue import Split, get_task
 from lora_claims.harness.environment import package_versions
 from lora_claims.errors import InvalidArgument, require_int, require_positive_float
-from lora_claims.methods.data.kshot import FewShotData, load_few_shot
+from lora_claims.methods.data.kshot import FewShotData, label_counts, load_few_shot
 from lora_claims.harness.cache import ResultCache, config_hash
 
 CACHE_KIND = "finetune"
@@ -432,8 +432,8 @@ def train_and_evaluate(config: RunConfig, resolved: _models.ResolvedModel,
         "best_step": best_step,
         "dev_curve": curve,  # [step, dev accuracy, training loss of that step]
         "test_size": len(data.test),
-        "test_label_counts": np.bincount(splits["test"].labels,
-                                         minlength=spec.num_classes).tolist(),
+        **{f"{split.name}_label_counts": label_counts(spec, split)
+           for split in (data.train, data.dev, data.test)},
         "test_note": data.test_note,
         **parameter_counts(model),
         "device": str(device),
