@@ -2,7 +2,9 @@
 
 Expensive runs (Monte-Carlo sweeps, fine-tuning) are cached on disk so that the audit and the test
 suite can share them, and an interrupted sweep resumes where it stopped. Every write goes to a
-temporary file in the target folder first and is then renamed, so a reader never sees half a file.
+temporary file in the target folder first and is then renamed, so a reader never sees half a file;
+a temporary file that a killed process left behind is swept later. An entry carries a checksum of
+its configuration and result, so that a damaged or edited entry is recomputed, never replayed.
 """
 
 from __future__ import annotations
@@ -10,12 +12,17 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import sys
 import tempfile
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 CACHE_ENV = "LORA_CLAIMS_CACHE"
+TEMP_PATTERN = ".*.tmp"  # the temporary files of atomic_write_bytes
+ORPHAN_AGE_S = 3600  # a write takes milliseconds: a temporary file this old lost its writer
+ENTRY_KEYS = ("config", "config_hash", "result", "checksum")
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
@@ -34,6 +41,18 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def remove_temp_orphans(folder: str | os.PathLike, min_age_s: float = 0.0) -> None:
+    """Delete the temporary files of atomic writes in ``folder`` at least ``min_age_s`` old (a
+    younger one may belong to a writer still at work)."""
+    now = time.time()
+    for temp in Path(folder).glob(TEMP_PATTERN):
+        try:
+            if now - temp.stat().st_mtime >= min_age_s:
+                temp.unlink()
+        except FileNotFoundError:  # another process swept it first
+            pass
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
@@ -68,28 +87,46 @@ def default_cache_dir() -> Path:
     return Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "lora-claims")
 
 
+def _checksum(config: dict[str, Any], result: dict[str, Any]) -> str:
+    """A hash of an entry's content as it reads back from disk (JSON turns tuples into lists and
+    keys into strings), so that a stored entry checks out against its own bytes."""
+    content = json.loads(to_json({"config": config, "result": result}))
+    return hashlib.sha256(to_json(content).encode("utf-8")).hexdigest()
+
+
 class ResultCache:
     """JSON results on disk, one file per (kind, configuration hash)."""
 
     def __init__(self, root: str | os.PathLike | None = None):
         self.root = Path(root) if root is not None else default_cache_dir()
+        self._swept: set[str] = set()
 
     def path(self, kind: str, config: dict[str, Any]) -> Path:
         return self.root / kind / f"{config_hash(config)}.json"
 
     def load(self, kind: str, config: dict[str, Any]) -> dict[str, Any] | None:
+        """The entry for ``config``, or None when there is none or it is damaged; a damaged entry
+        is reported in one line and left to be overwritten by the recomputed one."""
         path = self.path(kind, config)
         if not path.exists():
             return None
         try:
             record = json.loads(path.read_text(encoding="utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            path.unlink(missing_ok=True)  # only a foreign writer could leave this; recompute
+        except (json.JSONDecodeError, UnicodeDecodeError) as error:
+            problem = f"not JSON ({error})"
+        else:
+            problem = _entry_problem(record, config)
+        if problem:
+            print(f"lora-claims: cache entry {path} {problem}; recomputing it", file=sys.stderr)
             return None
-        return record if record.get("config") == json.loads(to_json(config)) else None
+        return record
 
     def store(self, kind: str, config: dict[str, Any], result: dict[str, Any]) -> dict[str, Any]:
-        record = {"config": config, "config_hash": config_hash(config), "result": result}
+        if kind not in self._swept:  # once per kind: what an interrupted writer left behind
+            remove_temp_orphans(self.root / kind, ORPHAN_AGE_S)
+            self._swept.add(kind)
+        record = {"config": config, "config_hash": config_hash(config), "result": result,
+                  "checksum": _checksum(config, result)}
         atomic_write_json(self.path(kind, config), record)
         return record
 
@@ -101,3 +138,19 @@ class ResultCache:
         if record is None:
             record = self.store(kind, config, compute())
         return record["result"]
+
+
+def _entry_problem(record: Any, config: dict[str, Any]) -> str | None:
+    """What is wrong with a cache entry read from disk, or None when it is sound."""
+    if not isinstance(record, dict):
+        return f"is not a JSON object (a {type(record).__name__})"
+    missing = [key for key in ENTRY_KEYS if key not in record]
+    if missing:
+        return f"lacks {', '.join(missing)}"
+    if not isinstance(record["result"], dict):
+        return "holds no result object"
+    if record["config"] != json.loads(to_json(config)):
+        return "holds another configuration"
+    if record["checksum"] != _checksum(record["config"], record["result"]):
+        return "does not match its checksum (edited or damaged)"
+    return None
