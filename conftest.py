@@ -194,9 +194,9 @@ class SessionAudit:
 
     def result(self, claim_id: str, **options):
         """The ClaimResult of ``claim_id`` under ``options`` (AuditContext fields)."""
-        from lora_claims.harness.runner import evaluate_claim
-        from lora_claims.harness.registry import get_claim
         from lora_claims.harness.context import AuditContext
+        from lora_claims.harness.registry import get_claim
+        from lora_claims.harness.runner import evaluate_claim
 
         key = (claim_id, tuple(sorted((k, repr(v)) for k, v in options.items())))
         if key not in self.results:
@@ -214,19 +214,18 @@ def audit(pytestconfig: pytest.Config, data_dir, model_paths, tmp_path_factory) 
 
 
 def _write_session_report(config: pytest.Config, session_audit: SessionAudit) -> None:
+    from lora_claims.harness.context import AuditContext
+    from lora_claims.harness.output import AuditOutput
     from lora_claims.harness.report import write_report
 
     out = Path(config.rootpath, config.getoption("--audit-report"))
-    out.mkdir(parents=True, exist_ok=True)
-    if session_audit.figures_dir.exists():
-        (out / "figures").mkdir(exist_ok=True)
-        for figure in session_audit.figures_dir.iterdir():
-            shutil.copy2(figure, out / "figures" / figure.name)
-    from lora_claims.harness.context import AuditContext
-
-    # The report's own profile and device are the defaults; results run otherwise are flagged.
-    default_ctx = AuditContext(figures_dir=session_audit.figures_dir, **session_audit.defaults)
-    write_report(out, list(session_audit.results.values()), default_ctx)
+    with AuditOutput(out, flag="--audit-report") as output:
+        if session_audit.figures_dir.exists():
+            shutil.copytree(session_audit.figures_dir, output.figures_dir)
+        # The report's own profile and device are the defaults; results run otherwise are flagged.
+        default_ctx = AuditContext(figures_dir=output.figures_dir, **session_audit.defaults)
+        write_report(output.staging, list(session_audit.results.values()), default_ctx)
+        output.commit()
     reporter = config.pluginmanager.get_plugin("terminalreporter")
     if reporter is not None:
         reporter.write_line(f"lora-claims: audit report of this session's claims in {out}/report.md")

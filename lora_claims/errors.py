@@ -16,28 +16,41 @@ class LoraClaimsError(Exception):
 
 
 class InvalidArgument(LoraClaimsError, ValueError):
-    """An argument is outside its allowed range; the message names the argument and the range."""
+    """An argument is outside its allowed range; the message names the argument and the range.
+
+    ``argument`` is the name the message starts with, when it starts with one: the command line
+    shows the flag that sets it instead (``learning_rate`` becomes ``--lr``).
+    """
+
+    def __init__(self, message: str, argument: str | None = None):
+        super().__init__(message)
+        self.argument = argument
 
 
 class NotEvaluable(LoraClaimsError):
     """A claim cannot run here (no data, no model, no GPU); the reason goes into the report."""
 
 
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C (or SIGTERM) during a long command; the message says how far it got and that a rerun
+    resumes from the cache. A KeyboardInterrupt still, for callers that catch those."""
+
+
 def require_int(name: str, value: object, *, minimum: int | None = 1, maximum: int | None = None) -> int:
     """Return ``value`` as an int, or raise ``InvalidArgument`` naming ``name`` and the range."""
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise InvalidArgument(f"{name} must be an integer, got {value!r}")
+        raise InvalidArgument(f"{name} must be an integer, got {value!r}", name)
     value = int(value)
     if minimum is not None and value < minimum:
-        raise InvalidArgument(f"{name} must be >= {minimum}, got {value}")
+        raise InvalidArgument(f"{name} must be >= {minimum}, got {value}", name)
     if maximum is not None and value > maximum:
-        raise InvalidArgument(f"{name} must be <= {maximum}, got {value}")
+        raise InvalidArgument(f"{name} must be <= {maximum}, got {value}", name)
     return value
 
 
 def _real(name: str, value: object) -> float:
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise InvalidArgument(f"{name} must be a real number, got {value!r}")
+        raise InvalidArgument(f"{name} must be a real number, got {value!r}", name)
     return float(value)
 
 
@@ -45,7 +58,7 @@ def require_positive_float(name: str, value: object) -> float:
     """Return ``value`` as a finite float > 0, or raise ``InvalidArgument`` naming ``name``."""
     value = _real(name, value)
     if not math.isfinite(value) or value <= 0:
-        raise InvalidArgument(f"{name} must be a finite number > 0, got {value}")
+        raise InvalidArgument(f"{name} must be a finite number > 0, got {value}", name)
     return value
 
 
@@ -53,5 +66,5 @@ def require_fraction(name: str, value: object) -> float:
     """Return ``value`` as a float strictly inside (0, 1), or raise ``InvalidArgument``."""
     value = _real(name, value)
     if not 0.0 < value < 1.0:
-        raise InvalidArgument(f"{name} must lie strictly between 0 and 1, got {value}")
+        raise InvalidArgument(f"{name} must lie strictly between 0 and 1, got {value}", name)
     return value

@@ -1,17 +1,63 @@
-"""Command line: ``lora-claims audit | report | cstar | finetune | bench-table``."""
+"""Command line: ``lora-claims audit | report | cstar | finetune | bench-table``.
+
+Every failure the user can act on ends in one line, ``lora-claims CMD: error: WHAT: WHY``, with
+exit 2; what can be checked up front (outputs writable, cache writable, device present) is
+checked before any expensive work. Ctrl-C or SIGTERM ends in one line saying how far the command
+got, with exit 130; finished runs are cached, so a rerun resumes.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import NoReturn
 
 from lora_claims.harness.registry import REGISTRY, parse_claim_ids
 from lora_claims.harness.context import PROFILES, default_data_dir, parse_model_paths
-from lora_claims.errors import InvalidArgument, LoraClaimsError
+from lora_claims.errors import Interrupted, InvalidArgument, LoraClaimsError
 from lora_claims.harness.cache import ResultCache, atomic_write_text, to_json
+from lora_claims.harness.output import probe_file, probe_folder
+
+INTERRUPTED_EXIT = 130  # the shell's code for a command ended by SIGINT
+
+# Library field names as the flags that set them, so that a message names what the user typed.
+CSTAR_FLAGS = {"success_tol": "--tol", "tol": "--tol", "lr": "--lr", "steps": "--steps",
+               "max_iterations": "--steps", "m": "--m", "n": "--n", "trials": "--trials",
+               "seed": "--seed", "level": "--level", "p": "--grid"}
+FINETUNE_FLAGS = {"learning_rate": "--lr", "rank": "--ranks", "seed": "--seeds", "k": "--k",
+                  "alpha": "--alpha", "steps": "--steps", "eval_every": "--eval-every",
+                  "batch_size": "--batch-size", "max_length": "--max-length",
+                  "test_cap": "--test-cap"}
+
+
+@contextmanager
+def flag_names(flags: dict[str, str]) -> Iterator[None]:
+    """Re-raise an ``InvalidArgument`` about a library field as one about its flag."""
+    try:
+        yield
+    except InvalidArgument as error:
+        flag = flags.get(error.argument)
+        if flag is None:
+            raise
+        raise InvalidArgument(str(error).replace(error.argument, flag, 1), flag) from None
+
+
+def _cache_for(args: argparse.Namespace) -> ResultCache:
+    """The result cache, checked writable now: a finished run must never be lost to it."""
+    cache = ResultCache(args.cache_dir)
+    probe_folder("--cache-dir", cache.root)
+    return cache
+
+
+def _check_device(device: str) -> None:
+    from lora_claims.methods.finetune.runs import resolve_device
+
+    resolve_device(device)
 
 
 def _add_audit(subparsers: argparse._SubParsersAction) -> None:
@@ -42,9 +88,10 @@ def _run_audit(args: argparse.Namespace) -> int:
         "data_dir": args.data_dir or default_data_dir(),
         "device": args.device,
         "model_paths": parse_model_paths(args.model_path),
-        "cache": ResultCache(args.cache_dir),
+        "cache": _cache_for(args),
         "seed": args.seed,
     }
+    _check_device(args.device)  # before the first claim, not when a fine-tuning claim starts
     results = run_audit(specs, args.out, options)
     width = max(len(r.id) for r in results)
     print(f"{'claim':<{width}}  {'verdict':<24} key figure")
@@ -64,11 +111,11 @@ def _add_report(subparsers: argparse._SubParsersAction) -> None:
 def _run_report(args: argparse.Namespace) -> int:
     from lora_claims.harness.report import render_markdown
 
+    out = probe_file("--out", args.out or args.report_json.with_suffix(".md"))
     try:
         payload = json.loads(args.report_json.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as error:
         raise InvalidArgument(f"{args.report_json}: not a readable report.json ({error})") from None
-    out = args.out or args.report_json.with_suffix(".md")
     atomic_write_text(out, render_markdown(payload))
     print(out)
     return 0
@@ -116,7 +163,10 @@ def _add_cstar(subparsers: argparse._SubParsersAction) -> None:
 def _run_cstar(args: argparse.Namespace) -> int:
     from lora_claims.cli.cstar import cstar_config_from_args, run_cstar_command
 
-    return run_cstar_command(cstar_config_from_args(args), args)
+    with flag_names(CSTAR_FLAGS):
+        config = cstar_config_from_args(args)
+    probe_folder("--out", args.out)
+    return run_cstar_command(config, args)
 
 
 def _name_list(text: str) -> list[str]:
@@ -172,19 +222,23 @@ def _add_finetune(subparsers: argparse._SubParsersAction) -> None:
 def _run_finetune(args: argparse.Namespace) -> int:
     from lora_claims.methods.finetune.runs import RunConfig, RunInputs, run_sweep
 
+    if args.out:
+        probe_file("--out", args.out)
+    cache = _cache_for(args)
+    _check_device(args.device)
     targets = tuple(t for t in (args.target_modules or "").split(",") if t) or None
-    configs = [
-        RunConfig(model=args.model, task=task, k=args.k, seed=seed, rank=rank,
-                  alpha=args.alpha, rslora=args.rslora, target_modules=targets,
-                  learning_rate=args.lr, steps=args.steps, eval_every=args.eval_every,
-                  batch_size=args.batch_size, max_length=args.max_length,
-                  test_cap=args.test_cap or None, device=args.device)
-        for task in args.tasks
-        for rank in args.ranks
-        for seed in args.seeds
-    ]
-    inputs = RunInputs(args.data_dir or default_data_dir(), parse_model_paths(args.model_path),
-                       ResultCache(args.cache_dir))
+    with flag_names(FINETUNE_FLAGS):
+        configs = [
+            RunConfig(model=args.model, task=task, k=args.k, seed=seed, rank=rank,
+                      alpha=args.alpha, rslora=args.rslora, target_modules=targets,
+                      learning_rate=args.lr, steps=args.steps, eval_every=args.eval_every,
+                      batch_size=args.batch_size, max_length=args.max_length,
+                      test_cap=args.test_cap or None, device=args.device)
+            for task in args.tasks
+            for rank in args.ranks
+            for seed in args.seeds
+        ]
+    inputs = RunInputs(args.data_dir or default_data_dir(), parse_model_paths(args.model_path), cache)
     records = run_sweep(configs, inputs, progress=not args.no_progress)
     print(f"{'task':<6} {'rank':>4} {'seed':>4} {'train':>6} {'dev':>6} {'test':>6} {'step':>5} "
           f"{'lora':>8} {'head':>7} {'sec':>7}")
@@ -213,6 +267,8 @@ def _add_bench_table(subparsers: argparse._SubParsersAction) -> None:
 def _run_bench_table(args: argparse.Namespace) -> int:
     from lora_claims.cli.bench_table import load_benchmark_json, render_bench_table
 
+    if args.out:
+        probe_file("--out", args.out)
     markdown = render_bench_table(load_benchmark_json(args.bench_json))
     if args.out:
         atomic_write_text(args.out, markdown)
@@ -242,14 +298,29 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _interrupt(signum: int, frame) -> NoReturn:
+    """SIGTERM ends a command as Ctrl-C does: cleanup runs, the cache keeps finished runs."""
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
         return args.handler(args)
+    except KeyboardInterrupt as interrupt:
+        how_far = str(interrupt) if isinstance(interrupt, Interrupted) else "rerun to resume"
+        print(f"lora-claims {args.command}: interrupted: {how_far}", file=sys.stderr)
+        return INTERRUPTED_EXIT
     except LoraClaimsError as error:
-        print(f"lora-claims {args.command}: error: {error}", file=sys.stderr)
-        return 2
+        message = str(error)
+    except OSError as error:
+        message = f"{error.filename}: {error.strerror}" if error.filename else str(error)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    print(f"lora-claims {args.command}: error: {message}", file=sys.stderr)
+    return 2
 
 
 if __name__ == "__main__":

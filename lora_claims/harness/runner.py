@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import importlib
-import shutil
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 from lora_claims.harness.registry import ClaimResult, ClaimSpec, Verdict
 from lora_claims.harness.context import AuditContext
-from lora_claims.errors import InvalidArgument, NotEvaluable
+from lora_claims.errors import Interrupted, NotEvaluable
+from lora_claims.harness.output import AuditOutput
 from lora_claims.harness.report import write_report
 
 Evaluator = Callable[[AuditContext], ClaimResult]
@@ -52,18 +51,6 @@ def evaluate_claim(spec: ClaimSpec, ctx: AuditContext) -> ClaimResult:
     return result
 
 
-def prepare_output_dir(out_dir: str | Path) -> Path:
-    """Create ``out_dir`` or fail early, before any claim has run, with a message naming it."""
-    out = Path(out_dir)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        probe = tempfile.NamedTemporaryFile(dir=out, prefix=".write-probe-", delete=True)
-        probe.close()
-    except OSError as error:
-        raise InvalidArgument(f"--out {out}: cannot write there ({error.strerror or error})") from None
-    return out
-
-
 def run_audit(
     specs: list[ClaimSpec],
     out_dir: str | Path,
@@ -72,24 +59,23 @@ def run_audit(
 ) -> list[ClaimResult]:
     """Evaluate ``specs`` and write report.md, report.json and figures into ``out_dir``.
 
-    Figures are produced in a staging folder and moved in only when every claim has finished, and
-    the two report files are written atomically, so a failed audit leaves no partial report.
+    Everything is staged and swapped in only when every claim has finished (harness.output), so a
+    failed or interrupted audit leaves no partial report; Ctrl-C ends in ``Interrupted`` saying
+    how far it got (finished runs are cached, so a rerun resumes).
     """
-    out = prepare_output_dir(out_dir)
-    staging = Path(tempfile.mkdtemp(prefix=".audit-staging-", dir=out))
-    try:
-        ctx = AuditContext(figures_dir=staging / "figures", **(context_options or {}))
+    with AuditOutput(out_dir) as output:
+        ctx = AuditContext(figures_dir=output.figures_dir, **(context_options or {}))
         results = []
-        for spec in specs:
-            result = evaluate_claim(spec, ctx)
-            results.append(result)
-            if progress:
-                print(f"{spec.id:>4}  {result.verdict.value:<24} {result.key_figure}", file=sys.stderr)
-        if ctx.figures_dir.exists():
-            (out / "figures").mkdir(exist_ok=True)
-            for figure in ctx.figures_dir.iterdir():
-                figure.replace(out / "figures" / figure.name)
-        write_report(out, results, ctx)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        try:
+            for spec in specs:
+                result = evaluate_claim(spec, ctx)
+                results.append(result)
+                if progress:
+                    print(f"{spec.id:>4}  {result.verdict.value:<24} {result.key_figure}",
+                          file=sys.stderr)
+        except KeyboardInterrupt:
+            raise Interrupted(f"{len(results)} of {len(specs)} claims evaluated, their runs "
+                              "cached; rerun to resume") from None
+        write_report(output.staging, results, ctx)
+        output.commit()
     return results

@@ -28,7 +28,7 @@ import numpy as np
 from lora_claims.methods.finetune import models as _models  # sets the offline environment before transformers loads
 from lora_claims.methods.data.glue import Split, get_task
 from lora_claims.harness.environment import package_versions
-from lora_claims.errors import InvalidArgument, require_int, require_positive_float
+from lora_claims.errors import Interrupted, InvalidArgument, require_int, require_positive_float
 from lora_claims.methods.data.kshot import FewShotData, label_counts, load_few_shot
 from lora_claims.harness.cache import ResultCache, config_hash
 
@@ -101,18 +101,18 @@ class RunInputs:
 
 
 def resolve_device(device: str):
-    """A torch device, or a clear error when CUDA is asked for but absent. A bare ``cuda`` under
-    pytest-xdist pins worker gwN to GPU N modulo the number of GPUs."""
+    """A torch device, or a clear error naming ``--device`` when it is not one this machine has.
+    A bare ``cuda`` under pytest-xdist pins worker gwN to GPU N modulo the number of GPUs."""
     import torch
 
     try:
         chosen = torch.device(device)
     except (RuntimeError, TypeError):
-        raise InvalidArgument(f"device {device!r} is not a torch device (cpu or cuda)") from None
+        raise InvalidArgument(f"--device {device}: not a torch device (cpu, cuda or cuda:N)") from None
     if chosen.type == "cuda":
         if not torch.cuda.is_available():
             raise InvalidArgument(
-                f"device {device!r} requested, but torch {torch.__version__} sees no CUDA device "
+                f"--device {device}: torch {torch.__version__} sees no CUDA device "
                 "(torch.cuda.is_available() is False); use --device cpu"
             )
         count = torch.cuda.device_count()
@@ -121,9 +121,9 @@ def resolve_device(device: str):
             index = int(worker[2:]) if worker[2:].isdigit() else 0
             chosen = torch.device("cuda", index % count)
         elif chosen.index >= count:
-            raise InvalidArgument(f"device {device!r} requested, but only {count} GPU(s) exist")
+            raise InvalidArgument(f"--device {device}: only {count} GPU(s) exist")
     elif chosen.type != "cpu":
-        raise InvalidArgument(f"device {device!r}: only cpu and cuda are supported")
+        raise InvalidArgument(f"--device {device}: only cpu and cuda are supported")
     return chosen
 
 
@@ -163,10 +163,13 @@ def run_sweep(configs: list[RunConfig], inputs: RunInputs, progress: bool = True
     from tqdm.auto import tqdm
 
     results = []
-    with tqdm(configs, desc="fine-tuning", unit="run", disable=not progress) as bar:
-        for config in bar:
-            bar.set_postfix_str(f"{config.model} {config.task} r={config.rank} seed={config.seed}")
-            results.append(run_finetune(config, inputs))
+    try:
+        with tqdm(configs, desc="fine-tuning", unit="run", disable=not progress) as bar:
+            for config in bar:
+                bar.set_postfix_str(f"{config.model} {config.task} r={config.rank} seed={config.seed}")
+                results.append(run_finetune(config, inputs))
+    except KeyboardInterrupt:
+        raise Interrupted(f"{len(results)} of {len(configs)} runs cached; rerun to resume") from None
     return results
 
 
