@@ -193,17 +193,17 @@ def tiny(tmp_path_factory):
 def test_an_interrupted_sweep_resumes_from_the_cache(tiny, tmp_path):
     cache = tmp_path / "cache"
     sweep = ("finetune", "--model", "tiny", "--model-path", f"tiny={tiny['model']}",
-             "--data-dir", tiny["data"], "--ranks", "1,2", "--seeds", "13,42", "--steps", "40",
-             "--eval-every", "20", "--max-length", "16", "--cache-dir", cache)
-    code, stderr = interrupt_after(sweep, "1/4", signal.SIGINT, tmp_path)
+             "--data-dir", tiny["data"], "--ranks", "1,2", "--seeds", "13", "--steps", "40",
+             "--eval-every", "20", "--max-length", "16", "--test-cap", "8", "--cache-dir", cache)
+    code, stderr = interrupt_after(sweep, "1/2", signal.SIGINT, tmp_path)
     last = stderr.strip().splitlines()[-1]
     assert code == 130 and "Traceback" not in stderr, stderr
     done = len(list((cache / "finetune").glob("*.json")))
-    assert last == f"lora-claims finetune: interrupted: {done} of 4 runs cached; rerun to resume"
+    assert last == f"lora-claims finetune: interrupted: {done} of 2 runs cached; rerun to resume"
     assert not list((cache / "finetune").glob(".*.tmp"))
     resumed = lora_claims(*sweep, "--no-progress", cwd=tmp_path)
     assert resumed.returncode == 0 and resumed.stderr == "", resumed.stderr
-    assert len(list((cache / "finetune").glob("*.json"))) == 4
+    assert len(list((cache / "finetune").glob("*.json"))) == 2
 
 
 # --- bad data names the file and line ---------------------------------------------------------

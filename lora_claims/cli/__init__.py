@@ -222,10 +222,6 @@ def _add_finetune(subparsers: argparse._SubParsersAction) -> None:
 def _run_finetune(args: argparse.Namespace) -> int:
     from lora_claims.methods.finetune.runs import RunConfig, RunInputs, run_sweep
 
-    if args.out:
-        probe_file("--out", args.out)
-    cache = _cache_for(args)
-    _check_device(args.device)
     targets = tuple(t for t in (args.target_modules or "").split(",") if t) or None
     with flag_names(FINETUNE_FLAGS):
         configs = [
@@ -238,6 +234,10 @@ def _run_finetune(args: argparse.Namespace) -> int:
             for rank in args.ranks
             for seed in args.seeds
         ]
+    if args.out:
+        probe_file("--out", args.out)
+    cache = _cache_for(args)
+    _check_device(args.device)
     inputs = RunInputs(args.data_dir or default_data_dir(), parse_model_paths(args.model_path), cache)
     records = run_sweep(configs, inputs, progress=not args.no_progress)
     print(f"{'task':<6} {'rank':>4} {'seed':>4} {'train':>6} {'dev':>6} {'test':>6} {'step':>5} "
