@@ -182,6 +182,16 @@ def test_an_interrupted_audit_says_how_far_it_got_and_leaves_the_old_report(sign
     assert files_under(out) == {"report.md"} and (out / "report.md").read_text() == "the previous report\n"
 
 
+def test_an_interrupted_estimate_writes_nothing(tmp_path):
+    out = tmp_path / "results"
+    code, stderr = interrupt_after(("cstar", "--m", "10", "--n", "10", "--r", "1", "--definition",
+                                    "solv", "--trials", "1000", "--out", out), "1/", signal.SIGINT,
+                                   tmp_path)
+    assert code == 130 and "Traceback" not in stderr, stderr
+    assert stderr.strip().splitlines()[-1] == "lora-claims cstar: interrupted: nothing was written"
+    assert files_under(out) == set()
+
+
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
     from tests.finetune_support import build_tiny_model, write_toy_glue

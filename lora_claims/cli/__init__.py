@@ -310,7 +310,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.handler(args)
     except KeyboardInterrupt as interrupt:
-        how_far = str(interrupt) if isinstance(interrupt, Interrupted) else "rerun to resume"
+        how_far = str(interrupt) if isinstance(interrupt, Interrupted) else "nothing was written"
         print(f"lora-claims {args.command}: interrupted: {how_far}", file=sys.stderr)
         return INTERRUPTED_EXIT
     except LoraClaimsError as error:
