@@ -17,16 +17,16 @@ from __future__ import annotations
 
 import os
 import random
-import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, Phase, settings
 
+from lora_claims.harness.context import DEFAULT_SEED  # the CLI audit's seed too
+
 pytest_plugins = ["pytester"]  # tests/test_conftest_gating.py runs pytest on sample projects
 
-DEFAULT_SEED = 20260505  # the paper's submission date; any fixed value would do
 SEEDS_ENV = "LORA_CLAIMS_SEEDS"
 HYPOTHESIS_PROFILE_ENV = "LORA_CLAIMS_HYPOTHESIS_PROFILE"
 
@@ -158,49 +158,17 @@ def device(request: pytest.FixtureRequest) -> str:
     return "cuda" if request.node.get_closest_marker("gpu") else "cpu"
 
 
-class SessionAudit:
-    """Evaluates claims once per (claim, settings) and remembers the results for the report."""
-
-    def __init__(self, figures_dir: Path, data_dir: Path | None, model_paths: dict[str, str]):
-        self.figures_dir = figures_dir
-        self.defaults = {"data_dir": data_dir, "model_paths": model_paths}
-        self.results: dict[tuple, object] = {}
-
-    def result(self, claim_id: str, **options):
-        """The ClaimResult of ``claim_id`` under ``options`` (AuditContext fields)."""
-        from lora_claims.harness.runner import evaluate_claim
-        from lora_claims.harness.registry import get_claim
-        from lora_claims.harness.context import AuditContext
-
-        key = (claim_id, tuple(sorted((k, repr(v)) for k, v in options.items())))
-        if key not in self.results:
-            ctx = AuditContext(figures_dir=self.figures_dir, **{**self.defaults, **options})
-            self.results[key] = evaluate_claim(get_claim(claim_id), ctx)
-        return self.results[key]
-
-
 @pytest.fixture(scope="session")
-def audit(pytestconfig: pytest.Config, data_dir, model_paths, tmp_path_factory) -> SessionAudit:
-    session_audit = SessionAudit(tmp_path_factory.mktemp("audit-figures"), data_dir, model_paths)
+def audit(pytestconfig: pytest.Config, data_dir, model_paths, tmp_path_factory):
+    """Claims evaluated once per session (at the session's seed); their report is written at the end."""
+    from lora_claims.harness.pytest_plugin import SessionAudit
+
+    session_audit = SessionAudit(tmp_path_factory.mktemp("audit-figures"), data_dir, model_paths,
+                                 seed=_seeds()[0])
     yield session_audit
     if session_audit.results:
-        _write_session_report(pytestconfig, session_audit)
-
-
-def _write_session_report(config: pytest.Config, session_audit: SessionAudit) -> None:
-    from lora_claims.harness.report import write_report
-
-    out = Path(config.rootpath, config.getoption("--audit-report"))
-    out.mkdir(parents=True, exist_ok=True)
-    if session_audit.figures_dir.exists():
-        (out / "figures").mkdir(exist_ok=True)
-        for figure in session_audit.figures_dir.iterdir():
-            shutil.copy2(figure, out / "figures" / figure.name)
-    from lora_claims.harness.context import AuditContext
-
-    # The report's own profile and device are the defaults; results run otherwise are flagged.
-    default_ctx = AuditContext(figures_dir=session_audit.figures_dir, **session_audit.defaults)
-    write_report(out, list(session_audit.results.values()), default_ctx)
-    reporter = config.pluginmanager.get_plugin("terminalreporter")
-    if reporter is not None:
-        reporter.write_line(f"lora-claims: audit report of this session's claims in {out}/report.md")
+        report = session_audit.write_report(Path(pytestconfig.rootpath,
+                                                 pytestconfig.getoption("--audit-report")))
+        reporter = pytestconfig.pluginmanager.get_plugin("terminalreporter")
+        if reporter is not None:
+            reporter.write_line(f"lora-claims: audit report of this session's claims in {report}")

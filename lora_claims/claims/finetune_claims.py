@@ -18,10 +18,10 @@ import numpy as np
 
 from lora_claims.harness.registry import ClaimResult, Verdict, get_claim
 from lora_claims.harness.context import AuditContext
-from lora_claims.errors import NotEvaluable
+from lora_claims.errors import MissingModel, NeedsGPU
 from lora_claims.methods.finetune.runs import RunConfig, RunInputs, run_sweep
 from lora_claims.methods.data.kshot import LM_BFF_SEEDS, resolve_data_dir
-from lora_claims.methods.finetune.models import MissingModel, resolve_model
+from lora_claims.methods.finetune.models import resolve_model
 from lora_claims.methods.stats import best_rank_test, chance_level, paired_non_inferiority
 
 PAPER_ENCODERS = ("roberta-base", "bert-base-uncased", "google/electra-base-discriminator")
@@ -87,7 +87,7 @@ def plan_for(claim_id: str, ctx: AuditContext) -> Plan:
     packaged = ("minilm", "mpnet") if ctx.profile == "thorough" else ("minilm",)
     if claim_id == "C9":
         if not ctx.device.startswith("cuda") and scale.name != "smoke":
-            raise NotEvaluable(
+            raise NeedsGPU(
                 "C9 is GPU-only: roberta-large at the LM-BFF scale needs a CUDA device; run "
                 "`pytest -m gpu` (or `lora-claims audit --device cuda --profile thorough`)"
             )
@@ -115,7 +115,7 @@ def resolve_encoders(plan: Plan, ctx: AuditContext) -> tuple[dict[str, str], lis
             else:
                 missing.append(str(reason))
     if missing:
-        raise NotEvaluable("; ".join(missing))
+        raise MissingModel("; ".join(missing))
     return chosen, notes
 
 

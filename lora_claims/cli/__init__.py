@@ -1,4 +1,4 @@
-"""Command line: ``lora-claims audit | report | cstar | finetune | bench-table``."""
+"""Command line: ``lora-claims audit | list | report | cstar | finetune | bench-table``."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from lora_claims.harness.registry import REGISTRY, parse_claim_ids
-from lora_claims.harness.context import PROFILES, default_data_dir, parse_model_paths
+from lora_claims.harness.context import DEFAULT_SEED, PROFILES, default_data_dir, parse_model_paths
 from lora_claims.errors import InvalidArgument, LoraClaimsError
 from lora_claims.harness.cache import ResultCache, atomic_write_text, to_json
 
@@ -28,7 +28,8 @@ def _add_audit(subparsers: argparse._SubParsersAction) -> None:
                         help="local path of a model, repeatable")
     parser.add_argument("--cache-dir", type=Path, default=None,
                         help="result cache (default: $LORA_CLAIMS_CACHE or ~/.cache/lora-claims)")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=DEFAULT_SEED,
+                        help="seed of the Monte-Carlo claims, recorded in the report (default: %(default)s)")
     parser.set_defaults(handler=_run_audit)
 
 
@@ -51,6 +52,33 @@ def _run_audit(args: argparse.Namespace) -> int:
         print(f"{result.id:<{width}}  {result.verdict.value:<24} {result.key_figure}")
     print(f"\nreport written to {Path(args.out) / 'report.md'} and report.json")
     return 0
+
+
+def _add_list(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "list", help="every claim and reading: id, version, title, what it needs, where its code is"
+    )
+    parser.add_argument("--json", action="store_true", help="one JSON document for scripts")
+    parser.set_defaults(handler=_run_list)
+
+
+def _run_list(args: argparse.Namespace) -> int:
+    specs = list(REGISTRY.values())
+    if args.json:
+        print(to_json([{**spec.to_json(), "module_path": _module_path(spec.module)} for spec in specs]),
+              end="")
+        return 0
+    rows = [(s.id, s.version, s.needs.describe(), _module_path(s.module), s.title) for s in specs]
+    widths = [max(len(row[i]) for row in rows + [("claim", "version", "needs", "module", "")])
+              for i in range(4)]
+    header = ("claim", "version", "needs", "module", "title")
+    for row in [header, *rows]:
+        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)) + "  " + row[4])
+    return 0
+
+
+def _module_path(module: str) -> str:
+    return module.replace(".", "/") + ".py"
 
 
 def _add_report(subparsers: argparse._SubParsersAction) -> None:
@@ -218,6 +246,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     subparsers = parser.add_subparsers(dest="command", required=True)
     _add_audit(subparsers)
+    _add_list(subparsers)
     _add_report(subparsers)
     _add_cstar(subparsers)
     _add_finetune(subparsers)

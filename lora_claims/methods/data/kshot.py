@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from lora_claims.methods.data.glue import Example, Split, TaskSpec, get_task, read_split
-from lora_claims.errors import InvalidArgument, NotEvaluable, require_int
+from lora_claims.errors import InvalidArgument, MissingData, require_int
 
 LM_BFF_SEEDS = (13, 21, 42, 87, 100)
 HF_DATA_DIR = "hf"  # --data-dir hf: sample from Hugging Face `datasets` (needs network access)
@@ -39,9 +39,9 @@ class FewShotData:
 
 
 def resolve_data_dir(data_dir: str | os.PathLike | None) -> Path | str:
-    """The data folder to read, ``"hf"`` for the `datasets` fallback, or NotEvaluable."""
+    """The data folder to read, ``"hf"`` for the `datasets` fallback, or MissingData."""
     if data_dir is None or str(data_dir) == "":
-        raise NotEvaluable(
+        raise MissingData(
             "no GLUE data: pass --data-dir or set LORA_CLAIMS_DATA to a folder with the staged "
             "k-shot splits (or --data-dir hf to sample from Hugging Face `datasets`)"
         )
@@ -49,7 +49,7 @@ def resolve_data_dir(data_dir: str | os.PathLike | None) -> Path | str:
         return HF_DATA_DIR
     path = Path(data_dir)
     if not path.is_dir():
-        raise NotEvaluable(
+        raise MissingData(
             f"GLUE data folder {path} does not exist (from --data-dir / LORA_CLAIMS_DATA)"
         )
     return path
@@ -65,7 +65,7 @@ def kshot_folder(data_dir: Path, task: str, k: int, seed: int) -> Path:
     for folder in candidates:
         if folder.is_dir():
             return folder
-    raise NotEvaluable(
+    raise MissingData(
         f"{spec.name}: no {k}-shot split for seed {seed} under {data_dir} "
         f"(looked for {candidates[0]} and {candidates[1]})"
     )
@@ -97,7 +97,7 @@ def load_few_shot(
 def _read_in(spec: TaskSpec, folder: Path, stem: str, name: str | None = None) -> Split:
     path = folder / f"{stem}.{spec.extension}"
     if not path.is_file():
-        raise NotEvaluable(f"{spec.name}: missing data file {path}")
+        raise MissingData(f"{spec.name}: missing data file {path}")
     return read_split(spec, path, name=name or stem)
 
 
@@ -121,7 +121,7 @@ def _find_test(
         return read_split(spec, path, name="test"), f"test set {path.relative_to(root)}"
     if spec.name in OTHER_SEEDS_TASKS:
         return other_seeds_test(spec, folder, k, seed, train, dev)
-    raise NotEvaluable(
+    raise MissingData(
         f"{spec.name}: no test set under {root} (looked for {own} and {spec.full_dev})"
     )
 
@@ -142,7 +142,7 @@ def other_seeds_test(
                 if example not in used:
                     rows.setdefault(example, None)
     if not rows:
-        raise NotEvaluable(f"{spec.name}: no other seeds' {k}-shot rows to test on for seed {seed}")
+        raise MissingData(f"{spec.name}: no other seeds' {k}-shot rows to test on for seed {seed}")
     note = (
         f"no {spec.name} dev set staged: test set = union of the {k}-shot train+dev rows of "
         f"seeds {', '.join(seeds)} ({len(rows)} distinct rows, none used by seed {seed})"
@@ -211,11 +211,11 @@ def sample_from_pool(
 def _from_hugging_face(spec: TaskSpec, k: int, seed: int) -> tuple[Split, Split, Split, str]:
     """Sample from the Hugging Face hub copy of the task (network access needed)."""
     if spec.hf_dataset is None:
-        raise NotEvaluable(f"{spec.name}: no Hugging Face dataset is known for this task")
+        raise MissingData(f"{spec.name}: no Hugging Face dataset is known for this task")
     try:
         datasets = importlib.import_module("datasets")
     except ImportError:
-        raise NotEvaluable(
+        raise MissingData(
             "--data-dir hf needs the `datasets` package (pip install datasets) and network access"
         ) from None
     path, config, text_columns, eval_split = spec.hf_dataset

@@ -21,7 +21,7 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from lora_claims.errors import InvalidArgument, NotEvaluable
+from lora_claims.errors import InvalidArgument, MissingModel
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -51,10 +51,6 @@ TARGET_MODULES = {
     "mpnet": ("q", "v"),
     "distilbert": ("q_lin", "v_lin"),
 }
-
-
-class MissingModel(NotEvaluable):
-    """A model's weights are not on this machine; the message says how to get them."""
 
 
 @dataclass(frozen=True)
