@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from lora_claims.harness.registry import Verdict
-from lora_claims.claims.finetune_claims import LARGE_ENCODER
+from lora_claims.claims.c09_roberta_large import LARGE_ENCODER
 from tests.finetune_support import paper_scale_result
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import pytest
 
 from lora_claims.harness.registry import Verdict
-from lora_claims.claims.finetune_claims import CLAIMED_TASKS, EXTRA_TASKS, PAPER_ENCODERS
+from lora_claims.claims.c08_rank1_competitive import CLAIMED_TASKS, EXTRA_TASKS, PAPER_ENCODERS
 from lora_claims.methods.finetune.models import MissingModel, mpnet_parts
 from tests.finetune_support import paper_scale_result, skip_unless_data_or_ci
 
