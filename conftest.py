@@ -136,6 +136,27 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             )
 
 
+REGRESSION_FILE = Path(__file__).parent / "tests" / "claims" / "regression.json"
+
+
+@pytest.fixture(scope="session")
+def regression() -> dict:
+    """Expected outcomes per claim reading (tests/claims/regression.json): verdict, reason,
+    figures with tolerances, and the version and protocol hash they were measured under."""
+    import json
+
+    return json.loads(REGRESSION_FILE.read_text(encoding="utf-8"))["readings"]
+
+
+@pytest.fixture
+def claim_holds(regression):
+    """``claim_holds(result)``: assert the paper's claim under the result's reading, with the
+    expected outcome from regression.json applied (see harness.pytest_plugin.check_claim)."""
+    from lora_claims.harness.pytest_plugin import check_claim
+
+    return lambda result: check_claim(result, regression)
+
+
 @pytest.fixture(scope="session")
 def data_dir(pytestconfig: pytest.Config) -> Path | None:
     value = pytestconfig.getoption("--data-dir")

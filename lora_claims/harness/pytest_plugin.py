@@ -54,3 +54,78 @@ def missing_input(result: ClaimResult) -> str | None:
 
 def in_ci() -> bool:
     return bool(os.environ.get("CI"))
+
+
+# --- claim tests: the claim asserted, expected outcomes as data ---------------------------------
+
+SUPPORTING = (Verdict.SUPPORTED, Verdict.SUPPORTED_WITH_CAVEATS)
+
+
+def reading_key(result: ClaimResult) -> str:
+    """The reading a result was measured under: claim id, profile and device type."""
+    device = str(result.conditions.get("device", "cpu")).split(":")[0]
+    return f"{result.id}@{result.conditions.get('profile', 'ci')}-{device}"
+
+
+def figure_at(tree: dict, path: str):
+    """The value at a dotted path (``comparisons.0.t.low``) of a result's decision inputs."""
+    value = tree
+    for part in path.split("."):
+        value = value[int(part)] if isinstance(value, list) else value[part]
+    return value
+
+
+def drifted_figures(result: ClaimResult, figures: dict) -> list[str]:
+    """Recorded figures that the result no longer reproduces within their tolerance."""
+    drifted = []
+    for path, recorded in figures.items():
+        try:
+            value = figure_at(result.decision_inputs, path)
+        except (KeyError, IndexError, TypeError):
+            drifted.append(f"{path}: missing (recorded {recorded['value']})")
+            continue
+        if value is None or abs(float(value) - recorded["value"]) > recorded["tolerance"]:
+            drifted.append(f"{path}: {value} vs recorded {recorded['value']} +/- {recorded['tolerance']}")
+    return drifted
+
+
+def check_claim(result: ClaimResult, regression: dict) -> None:
+    """Assert the paper's claim under the result's reading, the expected outcome applied as data.
+
+    With an entry for this reading in regression.json: the spec must be the one recorded (version
+    and protocol hash), the recorded figures must reproduce within their tolerances and the verdict
+    must be the expected one; an expected verdict other than support then ends the test as an
+    expected failure with the recorded reason (a verdict that moves, in either direction, fails).
+    Without an entry (paper scale on a GPU): support passes, ``not_supported`` fails with the
+    evidence, ``inconclusive`` is an expected failure with the summary.
+    """
+    import pytest
+
+    key = reading_key(result)
+    entry = regression.get(key)
+    if result.verdict is Verdict.NOT_EVALUATED:
+        reason = result.not_evaluable or {"kind": "other", "reason": result.summary}
+        if reason["kind"] in MISSING_INPUT_KINDS and in_ci():
+            pytest.fail(f"{result.id}: CI must provide its inputs: {reason['reason']}")
+        pytest.skip(f"{result.id} not evaluated ({reason['kind']}): {reason['reason']}")
+    if entry is None:
+        if result.verdict is Verdict.NOT_SUPPORTED:
+            pytest.fail(f"{key}: the evidence refutes the claim: {result.key_figure}. {result.summary}")
+        if result.verdict is Verdict.INCONCLUSIVE:
+            pytest.xfail(f"{key}: inconclusive: {result.key_figure}. {result.summary}")
+        return
+    spec = result.spec
+    if entry["version"] != spec["version"]:
+        pytest.fail(f"{key}: regression.json records v{entry['version']}, the claim is "
+                    f"v{spec['version']}: re-measure and record the new version's outcome")
+    if entry["protocol_hash"] != spec["protocol_hash"]:
+        pytest.fail(f"{key}: the spec changed without a version bump (protocol hash "
+                    f"{spec['protocol_hash']}, recorded {entry['protocol_hash']})")
+    drifted = drifted_figures(result, entry.get("figures", {}))
+    assert not drifted, f"{key}: figures drifted: {'; '.join(drifted)}"
+    expected = Verdict(entry["expected"])
+    assert result.verdict is expected, (
+        f"{key}: verdict moved from the recorded {expected.value} to {result.verdict.value}: "
+        f"{result.key_figure}. {result.summary}")
+    if expected not in SUPPORTING:
+        pytest.xfail(f"{key} v{spec['version']}: {expected.value}: {entry['reason']}")
