@@ -1,4 +1,4 @@
-"""Command line: ``lora-claims audit | list | report | cstar | finetune | bench-table``."""
+"""Command line: ``lora-claims audit | list | report | compare | cstar | finetune | bench-table``."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import json
 import sys
 from pathlib import Path
 
+from lora_claims.cli import compare
 from lora_claims.harness.registry import REGISTRY, parse_claim_ids
 from lora_claims.harness.context import DEFAULT_SEED, PROFILES, default_data_dir, parse_model_paths
 from lora_claims.errors import InvalidArgument, LoraClaimsError
@@ -247,6 +248,7 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", required=True)
     _add_audit(subparsers)
     _add_list(subparsers)
+    compare.add_parser(subparsers)
     _add_report(subparsers)
     _add_cstar(subparsers)
     _add_finetune(subparsers)

@@ -20,25 +20,7 @@ from lora_claims.methods.per_example import (
     paired_difference,
 )
 
-ROWS, SEEDS, SEED_SD, MARGIN, ALPHA = 872, 20, 0.04, 0.02, 0.05
-
-
-def simulate(accuracies: dict, rng, rows=ROWS, seeds=SEEDS, seed_sd=SEED_SD, row_weight=0.7,
-             shared=0.5):
-    """Predictions (seeds x rows) per arm with mean accuracy ``accuracies[arm]``. Row difficulty
-    is shared across seeds and arms, a seed's rows are partly shared by its arms (``shared``), and
-    each arm's per-seed accuracy moves with its own seed effect, so the paired difference has
-    seed-level SD ``seed_sd``."""
-    labels = rng.integers(0, 2, rows)
-    difficulty = rng.normal(size=rows)
-    seed_noise = rng.normal(size=(seeds, rows))
-    out = {}
-    for arm, base in accuracies.items():
-        noise = shared * seed_noise + np.sqrt(1 - shared**2) * rng.normal(size=(seeds, rows))
-        uniform = stats.norm.cdf(row_weight * difficulty + np.sqrt(1 - row_weight**2) * noise)
-        per_seed = np.clip(base + rng.normal(0, seed_sd / np.sqrt(2), seeds), 0.01, 0.99)
-        out[arm] = np.where(uniform < per_seed[:, None], labels, 1 - labels)
-    return out, labels
+from tests.stats_support import ALPHA, MARGIN, ROWS, SEEDS, simulate
 
 
 def test_metrics_on_known_cases():
