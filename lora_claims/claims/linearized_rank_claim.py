@@ -56,7 +56,8 @@ def _records(ctx: AuditContext, plan: Plan) -> dict:
                       "run": run.to_json(), "test_cap": scale.test_cap, "max_length": scale.max_length}
 
             def compute(task=task, seed=seed):
-                loaded = task_features(ctx, task, seed, MODEL, test_cap=scale.test_cap,
+                loaded = task_features(task, seed, data_dir=ctx.data_dir, model_paths=ctx.model_paths,
+                                       cache_root=ctx.cache.root, model_name=MODEL, test_cap=scale.test_cap,
                                        max_length=scale.max_length)
                 runs = linearized_runs(loaded, list(plan.ranks), replace(run, init_seed=seed))
                 shapes = [loaded.features.shape(name) for name in loaded.features.matrices]
