@@ -9,14 +9,14 @@ extraction and LM sweeps); the rule's tests run on hand-made outcomes.
 
 from __future__ import annotations
 
-import json
-
 import pytest
 
+from lora_claims.claims import c04_real_features
 from lora_claims.claims.c04_real_features import SPEC, decide
 from lora_claims.harness.registry import Verdict, get_claim
 from lora_claims.harness.spec import Outcome
 from tests.ntk_support import evaluated
+from tests.rule_support import assert_rule_replays
 
 
 @pytest.fixture(scope="module")
@@ -49,10 +49,7 @@ def test_real_instances_come_from_the_real_pool(c4_real):
 
 @pytest.mark.slow
 def test_decision_inputs_reproduce_the_verdict(c4_real):
-    inputs = json.loads(json.dumps(c4_real.decision_inputs))
-    decision = decide(Outcome(inputs), SPEC)
-    assert (decision.verdict, decision.summary, decision.key_figure) == (
-        c4_real.verdict, c4_real.summary, c4_real.key_figure)
+    assert_rule_replays(c4_real, c04_real_features)
 
 
 def _row(definition: str, real_rho, gaussian_rho) -> dict:

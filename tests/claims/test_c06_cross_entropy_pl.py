@@ -8,13 +8,13 @@ K = 3 needs rank >= 2.
 
 from __future__ import annotations
 
-import json
-
 import pytest
 
+from lora_claims.claims import c06_cross_entropy_pl
 from lora_claims.claims.c06_cross_entropy_pl import SPEC, decide
 from lora_claims.harness.registry import Verdict, get_claim
 from lora_claims.harness.spec import Outcome
+from tests.rule_support import assert_rule_replays
 
 
 @pytest.fixture(scope="module")
@@ -59,10 +59,7 @@ def test_origin_is_a_stationary_non_minimum(c6):
 
 
 def test_decision_inputs_reproduce_the_verdict(c6):
-    """The rule reads only the outcome's decision inputs, and they survive a trip through JSON."""
-    inputs = json.loads(json.dumps(c6.decision_inputs))
-    decision = decide(Outcome(inputs), SPEC)
-    assert (decision.verdict, decision.summary, decision.key_figure) == (c6.verdict, c6.summary, c6.key_figure)
+    assert_rule_replays(c6, c06_cross_entropy_pl)
 
 
 def _row(successes, trials=4):

@@ -10,15 +10,15 @@ extraction and C6's Gaussian sweeps); the rule's tests run on hand-made outcomes
 
 from __future__ import annotations
 
-import json
-
 import pytest
 
 from lora_claims.claims import c06_cross_entropy_pl
+from lora_claims.claims import c06_real_features
 from lora_claims.claims.c06_real_features import SPEC, decide
 from lora_claims.harness.registry import Verdict, get_claim
 from lora_claims.harness.spec import PROFILES, Outcome
 from tests.ntk_support import evaluated
+from tests.rule_support import assert_rule_replays
 
 
 @pytest.fixture(scope="module")
@@ -47,10 +47,7 @@ def test_separability_falls_with_n_on_real_features(c6_real):
 
 @pytest.mark.slow
 def test_decision_inputs_reproduce_the_verdict(c6_real):
-    inputs = json.loads(json.dumps(c6_real.decision_inputs))
-    decision = decide(Outcome(inputs), SPEC)
-    assert (decision.verdict, decision.summary, decision.key_figure) == (
-        c6_real.verdict, c6_real.summary, c6_real.key_figure)
+    assert_rule_replays(c6_real, c06_real_features)
 
 
 @pytest.mark.parametrize("profile", PROFILES)

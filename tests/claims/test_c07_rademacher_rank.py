@@ -7,13 +7,13 @@ constants, predicts r = 1 for every K at few-shot N (its sqrt(r) variance term d
 
 from __future__ import annotations
 
-import json
-
 import pytest
 
+from lora_claims.claims import c07_rademacher_rank
 from lora_claims.claims.c07_rademacher_rank import SPEC, decide
 from lora_claims.harness.registry import Verdict
 from lora_claims.harness.spec import Outcome
+from tests.rule_support import assert_rule_replays
 
 
 @pytest.fixture(scope="module")
@@ -51,10 +51,7 @@ def test_bias_is_saturated_at_the_teacher_rank(c7):
 
 
 def test_decision_inputs_reproduce_the_verdict(c7):
-    """The rule reads only the outcome's decision inputs, and they survive a trip through JSON."""
-    inputs = json.loads(json.dumps(c7.decision_inputs))
-    decision = decide(Outcome(inputs), SPEC)
-    assert (decision.verdict, decision.summary, decision.key_figure) == (c7.verdict, c7.summary, c7.key_figure)
+    assert_rule_replays(c7, c07_rademacher_rank)
 
 
 def _case(measured: int, predicted: int, gain_low: float = 0.01) -> dict:

@@ -9,14 +9,14 @@ slow (real fine-tuning on CPU); the rule's tests run on hand-made outcomes.
 
 from __future__ import annotations
 
-import json
-
 import pytest
 
+from lora_claims.claims import c11_ntk_assumptions
 from lora_claims.claims.c11_ntk_assumptions import SPEC, decide
 from lora_claims.harness.registry import Verdict, get_claim
 from lora_claims.harness.spec import Outcome
 from tests.ntk_support import evaluated
+from tests.rule_support import assert_rule_replays
 
 
 @pytest.fixture(scope="module")
@@ -65,9 +65,7 @@ def test_smoke_profile_training_too_short_to_fit_is_inconclusive(audit):
 
 @pytest.mark.slow
 def test_decision_inputs_reproduce_the_verdict(c11):
-    inputs = json.loads(json.dumps(c11.decision_inputs))
-    decision = decide(Outcome(inputs), SPEC)
-    assert (decision.verdict, decision.summary, decision.key_figure) == (c11.verdict, c11.summary, c11.key_figure)
+    assert_rule_replays(c11, c11_ntk_assumptions)
 
 
 def cell(agreement=0.97, interval=(0.94, 0.99), kernel=0.05, train_accuracy=1.0, loss_drop=0.5, rank=1):
