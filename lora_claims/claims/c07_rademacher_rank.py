@@ -105,8 +105,8 @@ def _clauses(inputs: dict) -> dict[str, bool]:
 def decide(outcome: Outcome, spec: ClaimSpec) -> Decision:
     inputs = outcome.decision
     holds = _clauses(inputs)
-    pattern, bound_ok = holds["measured_pattern_matches"], (
-        holds["bound_binary_matches"] and holds["bound_multiclass_matches"])
+    pattern = holds["measured_pattern_matches"]
+    bound_ok = holds["bound_binary_matches"] and holds["bound_multiclass_matches"]
     if not holds["control_ok"]:
         verdict = Verdict.INCONCLUSIVE
     elif pattern and bound_ok:
