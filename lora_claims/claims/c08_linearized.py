@@ -85,8 +85,9 @@ def _records(ctx: AuditContext, grid: Grid) -> dict:
                       "max_length": scale.max_length}
 
             def compute(task=task, seed=seed):
-                loaded = task_features(ctx, task, seed, MODEL, test_cap=scale.test_cap,
-                                       max_length=scale.max_length)
+                loaded = task_features(task, seed, data_dir=ctx.data_dir, model_paths=ctx.model_paths,
+                                       cache_root=ctx.cache.root, model_name=MODEL,
+                                       test_cap=scale.test_cap, max_length=scale.max_length)
                 runs = linearized_runs(loaded, list(grid.ranks), replace(run, init_seed=seed))
                 shapes = [loaded.features.shape(name) for name in loaded.features.matrices]
                 lora = {rank: sum(rank * (m + n) for m, n in shapes) for rank in grid.ranks}
