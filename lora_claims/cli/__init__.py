@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -90,12 +89,9 @@ def _add_report(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _run_report(args: argparse.Namespace) -> int:
-    from lora_claims.harness.report import render_markdown
+    from lora_claims.harness.report import load_report, render_markdown
 
-    try:
-        payload = json.loads(args.report_json.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as error:
-        raise InvalidArgument(f"{args.report_json}: not a readable report.json ({error})") from None
+    payload = load_report(args.report_json)
     out = args.out or args.report_json.with_suffix(".md")
     atomic_write_text(out, render_markdown(payload))
     print(out)

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from lora_claims.harness.context import AuditContext
+from lora_claims.errors import InvalidArgument
 from lora_claims.harness.environment import environment
 from lora_claims.harness.spec import ClaimResult
 from lora_claims.harness.cache import atomic_write_json, atomic_write_text, to_json
@@ -35,6 +36,37 @@ def report_payload(results: list[ClaimResult], ctx: AuditContext) -> dict[str, A
     }
 
 
+REQUIRED_CLAIM_KEYS = ("id", "version", "verdict")
+
+
+def load_report(path: Path) -> dict[str, Any]:
+    """A report.json checked for what rendering needs; anything else is one error naming the key."""
+    try:
+        payload = json.loads(Path(path).read_text(encoding="utf-8"))
+    except OSError as error:
+        raise InvalidArgument(f"{path}: cannot read it ({error.strerror or error})") from None
+    except UnicodeDecodeError:
+        raise InvalidArgument(f"{path}: not a text file (not UTF-8): expected a report.json") from None
+    except json.JSONDecodeError as error:
+        raise InvalidArgument(f"{path}: not valid JSON (line {error.lineno}: {error.msg})") from None
+    if not isinstance(payload, dict):
+        raise InvalidArgument(f"{path}: expected a JSON object with a 'claims' list, "
+                              f"got a {type(payload).__name__}")
+    claims = payload.get("claims")
+    if not isinstance(claims, list):
+        raise InvalidArgument(f"{path}: key 'claims' is missing or not a list: not a lora-claims report")
+    for index, claim in enumerate(claims):
+        if not isinstance(claim, dict):
+            raise InvalidArgument(f"{path}: claims[{index}] is not an object")
+        missing = [key for key in REQUIRED_CLAIM_KEYS if key not in claim]
+        if missing:
+            raise InvalidArgument(f"{path}: claims[{index}] lacks key(s) {', '.join(missing)}")
+    for key in ("generated_at", "profile", "device"):
+        if key not in payload:
+            raise InvalidArgument(f"{path}: key {key!r} is missing: not a lora-claims report")
+    return payload
+
+
 def _cell(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
@@ -48,12 +80,13 @@ def _conditions_note(claim: dict[str, Any], payload: dict[str, Any]) -> str:
 
 def render_markdown(payload: dict[str, Any]) -> str:
     seed = f", seed {payload['seed']}" if payload.get("seed") is not None else ""
+    env = payload.get("environment") or {}
     lines = [
         "# lora-claims audit of arXiv 2605.03724",
         "",
         f"Generated {payload['generated_at']}, profile `{payload['profile']}`, "
-        f"device `{payload['device']}`{seed}, lora-claims {payload['environment']['lora_claims']}, "
-        f"commit `{payload['environment']['git']['commit'] or 'unknown'}`.",
+        f"device `{payload['device']}`{seed}, lora-claims {env.get('lora_claims', '?')}, "
+        f"commit `{(env.get('git') or {}).get('commit') or 'unknown'}`.",
         "",
         "| claim | verdict | key figure | evidence |",
         "|---|---|---|---|",
@@ -92,8 +125,8 @@ def render_markdown(payload: dict[str, Any]) -> str:
         elif claim.get("evidence"):
             lines += ["", "<details><summary>Evidence (JSON)</summary>", "", "```json",
                       evidence, "```", "", "</details>"]
-    packages = ", ".join(f"{k} {v}" for k, v in payload["environment"]["packages"].items() if v)
-    lines += ["", "## Environment", "", f"Python {payload['environment']['python']}; {packages}.", ""]
+    packages = ", ".join(f"{k} {v}" for k, v in (env.get("packages") or {}).items() if v)
+    lines += ["", "## Environment", "", f"Python {env.get('python', '?')}; {packages}.", ""]
     return "\n".join(lines)
 
 

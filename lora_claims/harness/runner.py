@@ -28,7 +28,7 @@ def evaluate_claim(spec: ClaimSpec, ctx: AuditContext) -> ClaimResult:
         outcome = module.evaluate(spec, ctx)
     except NotEvaluable as reason:
         result.summary = str(reason)
-        result.key_figure = f"not evaluated: {reason.kind.replace('_', ' ')}"
+        result.key_figure = f"not evaluated ({reason.kind.replace('_', ' ')}): {reason}"
         result.not_evaluable = {"kind": reason.kind, "reason": str(reason)}
     else:
         decision = module.decide(outcome, spec)
