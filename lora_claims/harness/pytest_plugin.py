@@ -129,3 +129,17 @@ def check_claim(result: ClaimResult, regression: dict) -> None:
         f"{result.key_figure}. {result.summary}")
     if expected not in SUPPORTING:
         pytest.xfail(f"{key} v{spec['version']}: {expected.value}: {entry['reason']}")
+
+
+def regression_entry(result: ClaimResult, reason: str, tolerances: dict[str, float]) -> dict:
+    """A regression.json entry for ``result``: its verdict, the reason it is expected, and the
+    figures at ``tolerances``' dotted paths (into the decision inputs) with their noise-based
+    tolerances. Recording is a deliberate act: the entry is read back by ``check_claim``."""
+    return {
+        "version": result.version,
+        "protocol_hash": result.spec["protocol_hash"],
+        "expected": result.verdict.value,
+        "reason": reason,
+        "figures": {path: {"value": figure_at(result.decision_inputs, path), "tolerance": tolerance}
+                    for path, tolerance in tolerances.items()},
+    }
