@@ -208,6 +208,38 @@ def sample_from_pool(
     return FewShotData(spec.name, k, seed, train, dev, test, f"test set {test.source}{cap_note}")
 
 
+def seed_list(task: str, count: int) -> tuple[int, ...]:
+    """``count`` data seeds for ``task``: LM-BFF's five first, then 1, 2, 3, ... (drawn from the
+    full train pool, so only tasks with a staged pool can have more than five)."""
+    count = require_int("seed count", count)
+    extra = [s for s in range(1, count + len(LM_BFF_SEEDS) + 1) if s not in LM_BFF_SEEDS]
+    seeds = (LM_BFF_SEEDS + tuple(extra))[:count]
+    if count > len(LM_BFF_SEEDS) and get_task(task).full_train is None:
+        raise InvalidArgument(f"{task}: only the {len(LM_BFF_SEEDS)} published LM-BFF splits are "
+                              f"staged (no full train pool to draw more from); asked for {count} seeds")
+    return seeds
+
+
+def load_seed(data_dir: str | os.PathLike | None, task: str, k: int, seed: int,
+              test_cap: int | None = None) -> FewShotData:
+    """The k-shot split of ``seed`` with a test set shared by every seed of the task.
+
+    LM-BFF's published split where one is staged for the seed, else one drawn with LM-BFF's
+    sampler from the full train pool (disjoint from the GLUE dev rows). Where the task has a full
+    GLUE dev file, every seed is tested on it, so runs of different seeds score the same rows.
+    """
+    spec = get_task(task)
+    root = resolve_data_dir(data_dir)
+    if root != HF_DATA_DIR and seed not in LM_BFF_SEEDS and spec.full_train is not None:
+        return sample_from_pool(root, spec.name, k, seed, test_cap)
+    data = load_few_shot(data_dir, spec.name, k, seed, test_cap)
+    if root == HF_DATA_DIR or spec.full_dev is None or not (root / spec.name / spec.full_dev).is_file():
+        return data
+    test = read_split(spec, root / spec.name / spec.full_dev, name="test")
+    test, cap_note = cap_split(test, test_cap)
+    return replace(data, test=test, test_note=f"test set {test.source}{cap_note}")
+
+
 def _from_hugging_face(spec: TaskSpec, k: int, seed: int) -> tuple[Split, Split, Split, str]:
     """Sample from the Hugging Face hub copy of the task (network access needed)."""
     if spec.hf_dataset is None:
