@@ -18,16 +18,16 @@ from __future__ import annotations
 
 import os
 import random
-import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, Phase, settings
 
+from lora_claims.harness.context import DEFAULT_SEED  # the CLI audit's seed too
+
 pytest_plugins = ["pytester"]  # tests/test_conftest_gating.py runs pytest on sample projects
 
-DEFAULT_SEED = 20260505  # the paper's submission date; any fixed value would do
 SEEDS_ENV = "LORA_CLAIMS_SEEDS"
 HYPOTHESIS_PROFILE_ENV = "LORA_CLAIMS_HYPOTHESIS_PROFILE"
 SEEDS_KEY = pytest.StashKey[list]()
@@ -162,6 +162,27 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             )
 
 
+REGRESSION_FILE = Path(__file__).parent / "tests" / "claims" / "regression.json"
+
+
+@pytest.fixture(scope="session")
+def regression() -> dict:
+    """Expected outcomes per claim reading (tests/claims/regression.json): verdict, reason,
+    figures with tolerances, and the version and protocol hash they were measured under."""
+    import json
+
+    return json.loads(REGRESSION_FILE.read_text(encoding="utf-8"))["readings"]
+
+
+@pytest.fixture
+def claim_holds(regression):
+    """``claim_holds(result)``: assert the paper's claim under the result's reading, with the
+    expected outcome from regression.json applied (see harness.pytest_plugin.check_claim)."""
+    from lora_claims.harness.pytest_plugin import check_claim
+
+    return lambda result: check_claim(result, regression)
+
+
 @pytest.fixture(scope="session")
 def data_dir(pytestconfig: pytest.Config) -> Path | None:
     value = pytestconfig.getoption("--data-dir")
@@ -184,48 +205,17 @@ def device(request: pytest.FixtureRequest) -> str:
     return "cuda" if request.node.get_closest_marker("gpu") else "cpu"
 
 
-class SessionAudit:
-    """Evaluates claims once per (claim, settings) and remembers the results for the report."""
-
-    def __init__(self, figures_dir: Path, data_dir: Path | None, model_paths: dict[str, str]):
-        self.figures_dir = figures_dir
-        self.defaults = {"data_dir": data_dir, "model_paths": model_paths}
-        self.results: dict[tuple, object] = {}
-
-    def result(self, claim_id: str, **options):
-        """The ClaimResult of ``claim_id`` under ``options`` (AuditContext fields)."""
-        from lora_claims.harness.context import AuditContext
-        from lora_claims.harness.registry import get_claim
-        from lora_claims.harness.runner import evaluate_claim
-
-        key = (claim_id, tuple(sorted((k, repr(v)) for k, v in options.items())))
-        if key not in self.results:
-            ctx = AuditContext(figures_dir=self.figures_dir, **{**self.defaults, **options})
-            self.results[key] = evaluate_claim(get_claim(claim_id), ctx)
-        return self.results[key]
-
-
 @pytest.fixture(scope="session")
-def audit(pytestconfig: pytest.Config, data_dir, model_paths, tmp_path_factory) -> SessionAudit:
-    session_audit = SessionAudit(tmp_path_factory.mktemp("audit-figures"), data_dir, model_paths)
+def audit(pytestconfig: pytest.Config, data_dir, model_paths, tmp_path_factory):
+    """Claims evaluated once per session (at the session's seed); their report is written at the end."""
+    from lora_claims.harness.pytest_plugin import SessionAudit
+
+    session_audit = SessionAudit(tmp_path_factory.mktemp("audit-figures"), data_dir, model_paths,
+                                 seed=pytestconfig.stash[SEEDS_KEY][0])
     yield session_audit
     if session_audit.results:
-        _write_session_report(pytestconfig, session_audit)
-
-
-def _write_session_report(config: pytest.Config, session_audit: SessionAudit) -> None:
-    from lora_claims.harness.context import AuditContext
-    from lora_claims.harness.output import AuditOutput
-    from lora_claims.harness.report import write_report
-
-    out = Path(config.rootpath, config.getoption("--audit-report"))
-    with AuditOutput(out, flag="--audit-report") as output:
-        if session_audit.figures_dir.exists():
-            shutil.copytree(session_audit.figures_dir, output.figures_dir)
-        # The report's own profile and device are the defaults; results run otherwise are flagged.
-        default_ctx = AuditContext(figures_dir=output.figures_dir, **session_audit.defaults)
-        write_report(output.staging, list(session_audit.results.values()), default_ctx)
-        output.commit()
-    reporter = config.pluginmanager.get_plugin("terminalreporter")
-    if reporter is not None:
-        reporter.write_line(f"lora-claims: audit report of this session's claims in {out}/report.md")
+        report = session_audit.write_report(Path(pytestconfig.rootpath,
+                                                 pytestconfig.getoption("--audit-report")))
+        reporter = pytestconfig.pluginmanager.get_plugin("terminalreporter")
+        if reporter is not None:
+            reporter.write_line(f"lora-claims: audit report of this session's claims in {report}")

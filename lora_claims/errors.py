@@ -28,7 +28,31 @@ class InvalidArgument(LoraClaimsError, ValueError):
 
 
 class NotEvaluable(LoraClaimsError):
-    """A claim cannot run here (no data, no model, no GPU); the reason goes into the report."""
+    """A claim cannot run here; the reason and its kind go into the report.
+
+    The kind travels unchanged to report.json and to the claim tests, which skip or fail on it
+    (missing data is a failure in CI, a missing GPU never is) without reading the message.
+    """
+
+    kind = "other"
+
+
+class MissingData(NotEvaluable):
+    """The GLUE files a claim needs are not where the data folder points."""
+
+    kind = "missing_data"
+
+
+class MissingModel(NotEvaluable):
+    """An encoder's weights are not available offline."""
+
+    kind = "missing_model"
+
+
+class NeedsGPU(NotEvaluable):
+    """The claim's own setup (paper encoders at paper scale) needs a CUDA device."""
+
+    kind = "needs_gpu"
 
 
 class Interrupted(KeyboardInterrupt):

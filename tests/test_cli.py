@@ -7,7 +7,7 @@ import json
 import pytest
 
 from lora_claims.harness import runner as audit_module
-from lora_claims.harness.registry import ClaimSpec, parse_claim_ids
+from lora_claims.harness.registry import get_claim, parse_claim_ids
 from lora_claims.cli import main
 from lora_claims.errors import InvalidArgument
 
@@ -32,12 +32,20 @@ def test_audit_writes_report_json_and_markdown(tmp_path, capsys):
     assert "C5" in capsys.readouterr().out
 
 
-def test_unimplemented_claim_is_not_evaluated_never_guessed():
-    spec = ClaimSpec(id="C1", title="t", statement="s", formalization="f", version="1.0",
-                     evaluation="e", evaluator=None, issue=99)
-    result = audit_module.evaluate_claim(spec, None)
+def test_a_claim_that_cannot_run_is_not_evaluated_with_its_kind(monkeypatch, tmp_path):
+    from lora_claims.errors import MissingData
+    from lora_claims.harness.context import AuditContext
+
+    module = audit_module.claim_module(get_claim("C1"))
+
+    def no_data(spec, ctx):
+        raise MissingData("no GLUE data here")
+
+    monkeypatch.setattr(module, "evaluate", no_data)
+    result = audit_module.evaluate_claim(get_claim("C1"), AuditContext(figures_dir=tmp_path, seed=7))
     assert result.verdict.value == "not_evaluated"
-    assert "issue 99" in result.summary
+    assert result.not_evaluable == {"kind": "missing_data", "reason": "no GLUE data here"}
+    assert result.conditions["seed"] == 7 and result.spec["version"] == get_claim("C1").version
 
 
 @pytest.mark.parametrize("claims", ["C1,C99", "", "X"])
@@ -55,10 +63,10 @@ def test_unwritable_output_directory_is_refused_before_any_work(tmp_path, capsys
 
 
 def test_a_failing_evaluator_leaves_no_partial_report(tmp_path, monkeypatch):
-    def explode(ctx):
+    def explode(spec, ctx):
         raise RuntimeError("evaluator bug")
 
-    monkeypatch.setattr(audit_module, "load_evaluator", lambda spec: explode)
+    monkeypatch.setattr(audit_module.claim_module(get_claim("C2")), "evaluate", explode)
     out = tmp_path / "report"
     with pytest.raises(RuntimeError, match="evaluator bug"):
         audit_module.run_audit(parse_claim_ids("C1,C2"), out, progress=False)

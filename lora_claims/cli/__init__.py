@@ -1,4 +1,4 @@
-"""Command line: ``lora-claims audit | report | cstar | finetune | bench-table``.
+"""Command line: ``lora-claims audit | list | report | compare | cstar | finetune | bench-table``.
 
 Every failure the user can act on ends in one line, ``lora-claims CMD: error: WHAT: WHY``, with
 exit 2; what can be checked up front (outputs writable, cache writable, device present) is
@@ -9,7 +9,6 @@ got, with exit 130; finished runs are cached, so a rerun resumes.
 from __future__ import annotations
 
 import argparse
-import json
 import signal
 import sys
 from collections.abc import Iterator
@@ -17,8 +16,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import NoReturn
 
+from lora_claims.cli import compare
 from lora_claims.harness.registry import REGISTRY, parse_claim_ids
-from lora_claims.harness.context import PROFILES, default_data_dir, parse_model_paths
+from lora_claims.harness.context import DEFAULT_SEED, PROFILES, default_data_dir, parse_model_paths
 from lora_claims.errors import Interrupted, InvalidArgument, LoraClaimsError
 from lora_claims.harness.cache import ResultCache, atomic_write_text, to_json
 from lora_claims.harness.output import probe_file, probe_folder
@@ -75,7 +75,8 @@ def _add_audit(subparsers: argparse._SubParsersAction) -> None:
                         help="local path of a model, repeatable")
     parser.add_argument("--cache-dir", type=Path, default=None,
                         help="result cache (default: $LORA_CLAIMS_CACHE or ~/.cache/lora-claims)")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=DEFAULT_SEED,
+                        help="seed of the Monte-Carlo claims, recorded in the report (default: %(default)s)")
     parser.set_defaults(handler=_run_audit)
 
 
@@ -101,6 +102,33 @@ def _run_audit(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_list(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "list", help="every claim and reading: id, version, title, what it needs, where its code is"
+    )
+    parser.add_argument("--json", action="store_true", help="one JSON document for scripts")
+    parser.set_defaults(handler=_run_list)
+
+
+def _run_list(args: argparse.Namespace) -> int:
+    specs = list(REGISTRY.values())
+    if args.json:
+        print(to_json([{**spec.to_json(), "module_path": _module_path(spec.module)} for spec in specs]),
+              end="")
+        return 0
+    rows = [(s.id, s.version, s.needs.describe(), _module_path(s.module), s.title) for s in specs]
+    widths = [max(len(row[i]) for row in rows + [("claim", "version", "needs", "module", "")])
+              for i in range(4)]
+    header = ("claim", "version", "needs", "module", "title")
+    for row in [header, *rows]:
+        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)) + "  " + row[4])
+    return 0
+
+
+def _module_path(module: str) -> str:
+    return module.replace(".", "/") + ".py"
+
+
 def _add_report(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("report", help="re-render report.md from a report.json")
     parser.add_argument("report_json", type=Path)
@@ -109,13 +137,10 @@ def _add_report(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _run_report(args: argparse.Namespace) -> int:
-    from lora_claims.harness.report import render_markdown
+    from lora_claims.harness.report import load_report, render_markdown
 
     out = probe_file("--out", args.out or args.report_json.with_suffix(".md"))
-    try:
-        payload = json.loads(args.report_json.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as error:
-        raise InvalidArgument(f"{args.report_json}: not a readable report.json ({error})") from None
+    payload = load_report(args.report_json)
     atomic_write_text(out, render_markdown(payload))
     print(out)
     return 0
@@ -291,6 +316,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     subparsers = parser.add_subparsers(dest="command", required=True)
     _add_audit(subparsers)
+    _add_list(subparsers)
+    compare.add_parser(subparsers)
     _add_report(subparsers)
     _add_cstar(subparsers)
     _add_finetune(subparsers)

@@ -8,11 +8,10 @@ from pathlib import Path
 
 from lora_claims.errors import InvalidArgument
 from lora_claims.harness.cache import ResultCache
+from lora_claims.harness.spec import PROFILES  # smoke: plumbing in seconds; ci: the default; thorough
 
-# Sizes grow with the profile: "smoke" checks the plumbing in seconds, "ci" is the default and
-# fits a 2-core CPU, "thorough" runs the larger sweeps (and paper scale where a GPU is present).
-PROFILES = ("smoke", "ci", "thorough")
 DATA_DIR_ENV = "LORA_CLAIMS_DATA"
+DEFAULT_SEED = 0  # the audit's and the test suite's seed unless one is asked for
 
 
 @dataclass
@@ -23,7 +22,7 @@ class AuditContext:
     device: str = "cpu"
     model_paths: dict[str, str] = field(default_factory=dict)
     cache: ResultCache = field(default_factory=ResultCache)
-    seed: int = 0
+    seed: int = DEFAULT_SEED
 
     def __post_init__(self) -> None:
         if self.profile not in PROFILES:

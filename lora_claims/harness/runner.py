@@ -2,52 +2,42 @@
 
 from __future__ import annotations
 
-import importlib
+import shutil
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 
-from lora_claims.harness.registry import ClaimResult, ClaimSpec, Verdict
-from lora_claims.harness.context import AuditContext
 from lora_claims.errors import Interrupted, NotEvaluable
+from lora_claims.harness.context import AuditContext
 from lora_claims.harness.output import AuditOutput
+from lora_claims.harness.registry import claim_module
 from lora_claims.harness.report import write_report
-
-Evaluator = Callable[[AuditContext], ClaimResult]
-
-
-def load_evaluator(spec: ClaimSpec) -> Evaluator | None:
-    if spec.evaluator is None:
-        return None
-    module_name, _, function_name = spec.evaluator.partition(":")
-    return getattr(importlib.import_module(module_name), function_name)
+from lora_claims.harness.spec import ClaimResult, ClaimSpec, Verdict
 
 
 def evaluate_claim(spec: ClaimSpec, ctx: AuditContext) -> ClaimResult:
-    """Evaluate one claim; a claim that cannot run here comes back as ``not_evaluated``."""
-    evaluator = load_evaluator(spec)
-    if evaluator is None:
-        return ClaimResult(
-            id=spec.id,
-            version=spec.version,
-            verdict=Verdict.NOT_EVALUATED,
-            summary=f"No evaluator yet (planned in issue {spec.issue}); no verdict is given.",
-        )
+    """Measure ``spec`` with its evaluator, decide with its rule, and build the one result.
+
+    A claim that cannot run here comes back ``not_evaluated`` with the reason and its kind.
+    """
+    module = claim_module(spec)
     start = time.perf_counter()
+    result = ClaimResult(id=spec.id, version=spec.version, verdict=Verdict.NOT_EVALUATED, summary="",
+                         spec=spec.to_json(ctx.profile))
     try:
-        result = evaluator(ctx)
+        outcome = module.evaluate(spec, ctx)
     except NotEvaluable as reason:
-        result = ClaimResult(
-            id=spec.id, version=spec.version, verdict=Verdict.NOT_EVALUATED, summary=str(reason)
-        )
-    if (result.id, result.version) != (spec.id, spec.version):
-        raise RuntimeError(
-            f"evaluator {spec.evaluator} returned {result.id} v{result.version}, "
-            f"expected {spec.id} v{spec.version}"
-        )
+        result.summary = str(reason)
+        result.key_figure = f"not evaluated ({reason.kind.replace('_', ' ')}): {reason}"
+        result.not_evaluable = {"kind": reason.kind, "reason": str(reason)}
+    else:
+        decision = module.decide(outcome, spec)
+        result.verdict, result.summary, result.key_figure = (
+            decision.verdict, decision.summary, decision.key_figure)
+        result.evidence, result.figures = outcome.evidence, list(outcome.figures)
+        result.decision_inputs = outcome.decision
     result.seconds = round(time.perf_counter() - start, 3)
-    result.conditions = {"profile": ctx.profile, "device": ctx.device}
+    result.conditions = {"profile": ctx.profile, "device": ctx.device, "seed": ctx.seed}
     return result
 
 
@@ -79,3 +69,13 @@ def run_audit(
         write_report(output.staging, results, ctx)
         output.commit()
     return results
+
+
+def publish_report(out: Path, figures_dir: Path, results: list[ClaimResult], ctx: AuditContext) -> None:
+    """Write report.json, report.md and the figures in ``figures_dir`` into ``out`` as one whole:
+    staged, then swapped in (harness.output)."""
+    with AuditOutput(out) as output:
+        if figures_dir.exists():
+            shutil.copytree(figures_dir, output.figures_dir)
+        write_report(output.staging, results, ctx)
+        output.commit()

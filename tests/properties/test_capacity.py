@@ -9,6 +9,7 @@ import pytest
 from hypothesis import assume, find, given
 from hypothesis import strategies as st
 
+from lora_claims.errors import InvalidArgument
 from lora_claims.methods.counting.capacity import (
     canonical_setups,
     manifold_dim,
@@ -18,8 +19,7 @@ from lora_claims.methods.counting.capacity import (
     min_rank_sard_leading,
     sard_count,
 )
-from lora_claims.errors import InvalidArgument
-from lora_claims.claims.capacity_claims import critical_constant
+from lora_claims.methods.counting.comparison import critical_constant
 
 sides = st.integers(1, 300)
 kn_values = st.integers(1, 100_000)

@@ -53,8 +53,9 @@ def test_record_and_parameter_counts(inputs):
 
 
 def test_training_learns_a_separable_task(inputs):
-    """A real optimization loop: the toy task is solved, which a no-op loop could not do."""
-    record = run_finetune(config(rank=1, steps=60, eval_every=20, learning_rate=5e-2), inputs)
+    """A real optimization loop: the toy task is solved, which a no-op loop could not do (200
+    steps at lr 1e-2 solve it from each of the tiny model's initializations 0, 1 and 2)."""
+    record = run_finetune(config(rank=1, steps=200, eval_every=50, learning_rate=1e-2), inputs)
     assert record["train_accuracy"] >= 0.9 and record["test_accuracy"] >= 0.8
 
 

@@ -212,3 +212,19 @@ def test_hugging_face_fallback_without_package(monkeypatch):
     monkeypatch.setitem(sys.modules, "datasets", None)
     with pytest.raises(NotEvaluable, match="needs the `datasets` package"):
         load_few_shot("hf", "SST-2", 16, 13)
+
+
+def test_extra_seeds_share_one_test_set_and_draw_disjoint_rows(data_dir):
+    from lora_claims.methods.data.kshot import LM_BFF_SEEDS, load_seed, seed_list
+
+    root = require_glue_data(data_dir)
+    seeds = seed_list("SST-2", 8)
+    assert seeds[:5] == LM_BFF_SEEDS and len(set(seeds)) == 8
+    splits = [load_seed(root, "SST-2", 16, seed) for seed in (13, seeds[5], seeds[6])]
+    assert len({s.test.fingerprint() for s in splits}) == 1  # every seed scores the same rows
+    test_texts = {e.text_a for e in splits[0].test.examples}
+    for split in splits[1:]:  # drawn from GLUE train: no test row leaks into training
+        assert len(split.train) == 32 and not {e.text_a for e in split.train.examples} & test_texts
+    assert splits[1].train.fingerprint() != splits[2].train.fingerprint()
+    with pytest.raises(InvalidArgument, match="only the 5 published"):
+        seed_list("QNLI", 6)

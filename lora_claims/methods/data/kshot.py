@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from lora_claims.errors import InvalidArgument, MissingData, require_int
 from lora_claims.methods.data.glue import (
     DataFormatError,
     Example,
@@ -27,7 +28,6 @@ from lora_claims.methods.data.glue import (
     get_task,
     read_split,
 )
-from lora_claims.errors import InvalidArgument, NotEvaluable, require_int
 
 LM_BFF_SEEDS = (13, 21, 42, 87, 100)
 HF_DATA_DIR = "hf"  # --data-dir hf: sample from Hugging Face `datasets` (needs network access)
@@ -46,9 +46,9 @@ class FewShotData:
 
 
 def resolve_data_dir(data_dir: str | os.PathLike | None) -> Path | str:
-    """The data folder to read, ``"hf"`` for the `datasets` fallback, or NotEvaluable."""
+    """The data folder to read, ``"hf"`` for the `datasets` fallback, or MissingData."""
     if data_dir is None or str(data_dir) == "":
-        raise NotEvaluable(
+        raise MissingData(
             "no GLUE data: pass --data-dir or set LORA_CLAIMS_DATA to a folder with the staged "
             "k-shot splits (or --data-dir hf to sample from Hugging Face `datasets`)"
         )
@@ -56,7 +56,7 @@ def resolve_data_dir(data_dir: str | os.PathLike | None) -> Path | str:
         return HF_DATA_DIR
     path = Path(data_dir)
     if not path.is_dir():
-        raise NotEvaluable(
+        raise MissingData(
             f"GLUE data folder {path} does not exist (from --data-dir / LORA_CLAIMS_DATA)"
         )
     return path
@@ -72,7 +72,7 @@ def kshot_folder(data_dir: Path, task: str, k: int, seed: int) -> Path:
     for folder in candidates:
         if folder.is_dir():
             return folder
-    raise NotEvaluable(
+    raise MissingData(
         f"{spec.name}: no {k}-shot split for seed {seed} under {data_dir} "
         f"(looked for {candidates[0]} and {candidates[1]})"
     )
@@ -123,7 +123,7 @@ def check_k_per_class(spec: TaskSpec, split: Split, k: int) -> None:
 def _read_in(spec: TaskSpec, folder: Path, stem: str, name: str | None = None) -> Split:
     path = folder / f"{stem}.{spec.extension}"
     if not path.is_file():
-        raise NotEvaluable(f"{spec.name}: missing data file {path}")
+        raise MissingData(f"{spec.name}: missing data file {path}")
     return read_split(spec, path, name=name or stem)
 
 
@@ -147,7 +147,7 @@ def _find_test(
         return read_split(spec, path, name="test"), f"test set {path.relative_to(root)}"
     if spec.name in OTHER_SEEDS_TASKS:
         return other_seeds_test(spec, folder, k, seed, train, dev)
-    raise NotEvaluable(
+    raise MissingData(
         f"{spec.name}: no test set under {root} (looked for {own} and {spec.full_dev})"
     )
 
@@ -168,7 +168,7 @@ def other_seeds_test(
                 if example not in used:
                     rows.setdefault(example, None)
     if not rows:
-        raise NotEvaluable(f"{spec.name}: no other seeds' {k}-shot rows to test on for seed {seed}")
+        raise MissingData(f"{spec.name}: no other seeds' {k}-shot rows to test on for seed {seed}")
     note = (
         f"no {spec.name} dev set staged: test set = union of the {k}-shot train+dev rows of "
         f"seeds {', '.join(seeds)} ({len(rows)} distinct rows, none used by seed {seed})"
@@ -234,14 +234,46 @@ def sample_from_pool(
     return FewShotData(spec.name, k, seed, train, dev, test, f"test set {test.source}{cap_note}")
 
 
+def seed_list(task: str, count: int) -> tuple[int, ...]:
+    """``count`` data seeds for ``task``: LM-BFF's five first, then 1, 2, 3, ... (drawn from the
+    full train pool, so only tasks with a staged pool can have more than five)."""
+    count = require_int("seed count", count)
+    extra = [s for s in range(1, count + len(LM_BFF_SEEDS) + 1) if s not in LM_BFF_SEEDS]
+    seeds = (LM_BFF_SEEDS + tuple(extra))[:count]
+    if count > len(LM_BFF_SEEDS) and get_task(task).full_train is None:
+        raise InvalidArgument(f"{task}: only the {len(LM_BFF_SEEDS)} published LM-BFF splits are "
+                              f"staged (no full train pool to draw more from); asked for {count} seeds")
+    return seeds
+
+
+def load_seed(data_dir: str | os.PathLike | None, task: str, k: int, seed: int,
+              test_cap: int | None = None) -> FewShotData:
+    """The k-shot split of ``seed`` with a test set shared by every seed of the task.
+
+    LM-BFF's published split where one is staged for the seed, else one drawn with LM-BFF's
+    sampler from the full train pool (disjoint from the GLUE dev rows). Where the task has a full
+    GLUE dev file, every seed is tested on it, so runs of different seeds score the same rows.
+    """
+    spec = get_task(task)
+    root = resolve_data_dir(data_dir)
+    if root != HF_DATA_DIR and seed not in LM_BFF_SEEDS and spec.full_train is not None:
+        return sample_from_pool(root, spec.name, k, seed, test_cap)
+    data = load_few_shot(data_dir, spec.name, k, seed, test_cap)
+    if root == HF_DATA_DIR or spec.full_dev is None or not (root / spec.name / spec.full_dev).is_file():
+        return data
+    test = read_split(spec, root / spec.name / spec.full_dev, name="test")
+    test, cap_note = cap_split(test, test_cap)
+    return replace(data, test=test, test_note=f"test set {test.source}{cap_note}")
+
+
 def _from_hugging_face(spec: TaskSpec, k: int, seed: int) -> tuple[Split, Split, Split, str]:
     """Sample from the Hugging Face hub copy of the task (network access needed)."""
     if spec.hf_dataset is None:
-        raise NotEvaluable(f"{spec.name}: no Hugging Face dataset is known for this task")
+        raise MissingData(f"{spec.name}: no Hugging Face dataset is known for this task")
     try:
         datasets = importlib.import_module("datasets")
     except ImportError:
-        raise NotEvaluable(
+        raise MissingData(
             "--data-dir hf needs the `datasets` package (pip install datasets) and network access"
         ) from None
     path, config, text_columns, eval_split = spec.hf_dataset

@@ -21,7 +21,7 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from lora_claims.errors import InvalidArgument, NotEvaluable
+from lora_claims.errors import InvalidArgument, MissingModel
 from lora_claims.harness.cache import default_cache_dir
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -52,10 +52,6 @@ TARGET_MODULES = {
     "mpnet": ("q", "v"),
     "distilbert": ("q_lin", "v_lin"),
 }
-
-
-class MissingModel(NotEvaluable):
-    """A model's weights are not on this machine; the message says how to get them."""
 
 
 @dataclass(frozen=True)
@@ -194,3 +190,23 @@ def target_modules_for(model_type: str) -> tuple[str, ...]:
             f"no default LoRA target modules for model_type {model_type!r}; pass target_modules "
             f"(known defaults: {', '.join(TARGET_MODULES)})"
         ) from None
+
+
+def resolve_encoders(names, model_paths: dict[str, str], cache_root: Path | None,
+                     substitute: str | None = None) -> tuple[dict[str, str], list[str]]:
+    """Map each encoder to the model that runs it; with ``substitute``, a missing encoder is
+    replaced by it and a note says so, otherwise every missing one is reported together."""
+    chosen, notes, missing = {}, [], []
+    for name in names:
+        try:
+            resolve_model(name, model_paths, cache_root)
+            chosen[name] = name
+        except MissingModel as reason:
+            if substitute is not None:
+                chosen[name] = substitute
+                notes.append(f"{name} not available offline: {substitute} substituted (smoke run)")
+            else:
+                missing.append(str(reason))
+    if missing:
+        raise MissingModel("; ".join(missing))
+    return chosen, notes

@@ -1,8 +1,8 @@
-"""Experiments behind claim C6: does cross-entropy training remove the rank threshold?
+"""Experiments on whether cross-entropy training removes the rank threshold of the linearized model.
 
 Each function runs one experiment batched over trials (and ranks, or sample sizes, through
-per-instance ranks and example masks) and returns a JSON-ready dict; the claim evaluator and the
-tests call them with sizes from the audit profile.
+per-instance ranks and example masks) and returns a JSON-ready dict; ``ce_suite`` runs them at
+fixed configurations through a result cache.
 
 - ``rank_success``: fraction of instances whose training reaches loss < epsilon with 100% training
   accuracy, per rank, with Wilson intervals. With ``loss="squared"`` on sizes where KN exceeds the
@@ -29,7 +29,8 @@ from lora_claims.methods.stats import wilson_interval
 from lora_claims.methods.linearized.training import TrainConfig, train
 
 
-def _fraction(successes: int, trials: int) -> dict:
+def success_record(successes: int, trials: int) -> dict:
+    """A success count as a fraction with its Wilson interval."""
     low, high = wilson_interval(successes, trials)
     return {
         "successes": successes,
@@ -71,7 +72,7 @@ def rank_success(
         part = slice(index * trials, (index + 1) * trials)
         final = result.objective[part]
         per_rank[str(rank)] = {
-            **_fraction(int(reached[part].sum()), trials),
+            **success_record(int(reached[part].sum()), trials),
             "median_final_loss": float(final.median()),
             "min_final_loss": float(final.min()),
             "manifold_dim": manifold_dim(rank, m, n),
@@ -243,7 +244,7 @@ def separability_capacity(
     )
     separated = (result.accuracy == 1).view(len(sizes), trials).sum(dim=1).tolist()
     rows = [
-        {"N": size, "KN": n_outputs * size, **_fraction(int(count), trials)}
+        {"N": size, "KN": n_outputs * size, **success_record(int(count), trials)}
         for size, count in zip(sizes, separated, strict=True)
     ]
     dim = manifold_dim(1, m, n)

@@ -1,41 +1,49 @@
-"""C4's and C6's experiments with real Jacobian features in place of Gaussian ones.
+"""The capacity experiments (exact fit, budgeted training, CE trainability and separability) with
+real Jacobian features in place of Gaussian ones.
 
 - ``rank_trainability``: the task's own k-shot training set and labels, the full adapted matrix
   (384 x 384 for MiniLM), base logits f0 of the real model: does rank-r Armijo GD on cross-entropy
   reach loss < epsilon with 100% training accuracy, from several LoRA initializations?
-- ``real_lora_sampler``: C4's exact-fit and budgeted-training instances from real features, for
+- ``real_lora_sampler``: exact-fit and budgeted-training instances from real features, for
   ``cstar.estimate_cstar``: s x s blocks, the (example, logit) equations of ceil(p / K) examples,
   targets y ~ N(0, I_p) as in the Gaussian estimator.
 - ``block_separability``: rank-1 separability of random labels as N grows, on s x s blocks of the
   real features (``feature_blocks``) at the sizes of the Gaussian capacity sweep, so the transition
   N50 can be put next to the Gaussian one.
 
-The C6 experiments return JSON-ready dicts in the layout of ``ce_experiments`` (fractions with
-Wilson intervals) and train with C6's trainer (``lora_claims.methods.linearized.training``).
+The CE experiments return JSON-ready dicts in the layout of ``ce_experiments`` (fractions with
+Wilson intervals) and train with the linearized-model trainer (``lora_claims.methods.linearized.training``).
 """
 
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from lora_claims.methods.counting.capacity import manifold_dim
-from lora_claims.methods.linearized.ce_experiments import transition_point
+from lora_claims.methods.linearized.ce_experiments import success_record, transition_point
 from lora_claims.methods.cstar.estimate import ProblemSampler
 from lora_claims.methods.cstar.problems import LoraSystem
 from lora_claims.errors import InvalidArgument
 from lora_claims.methods.ntk.feature_blocks import sample_blocks
 from lora_claims.methods.linearized.model import DTYPE, DenseFeatures, FactoredFeatures, LinearizedProblem
 from lora_claims.methods.ntk.features import JacobianFeatures
-from lora_claims.methods.stats import wilson_interval
 from lora_claims.methods.linearized.training import TrainConfig, train
 
+if TYPE_CHECKING:  # real_features loads transformers; the experiments here need only tensors
+    from lora_claims.methods.ntk.real_features import FeaturePool
 
-def _fraction(successes: int, trials: int) -> dict:
-    low, high = wilson_interval(successes, trials)
-    return {"successes": successes, "trials": trials, "fraction": successes / trials, "wilson": [low, high]}
+
+SCHEMA = 2  # bump when the real-feature experiments change
+
+
+def pool_identity(pool: FeaturePool) -> dict:
+    """What identifies a pool's features in the cache keys of the experiments run on them."""
+    return {"schema": SCHEMA, **pool.config, "matrix": pool.features.matrices[0],
+            "pool": pool.features.n_examples, "train": pool.n_train}
 
 
 def _unit_scale(left: torch.Tensor, right: torch.Tensor) -> torch.Tensor:
@@ -77,7 +85,7 @@ def rank_trainability(features: JacobianFeatures, matrix: str, labels: torch.Ten
         losses = torch.cat([run.objective for run in runs])
         accuracies = torch.cat([run.accuracy for run in runs])
         per_rank[str(rank)] = {
-            **_fraction(int(((losses < epsilon) & (accuracies == 1)).sum()), inits),
+            **success_record(int(((losses < epsilon) & (accuracies == 1)).sum()), inits),
             "median_final_loss": float(losses.median()),
             "max_final_loss": float(losses.max()),
             "median_train_accuracy": float(accuracies.median()),
@@ -108,7 +116,7 @@ def block_separability(pool: JacobianFeatures, matrix: str, block: int, sizes: l
     problem = LinearizedProblem(DenseFeatures(blocks.dense()), labels, "cross_entropy", mask=mask)
     result = train(problem, TrainConfig(rank=1, steps=steps, stop_below=1e-6), generator=generator)
     separated = (result.accuracy == 1).view(len(sizes), trials).sum(dim=1).tolist()
-    rows = [{"N": size, "KN": pool.n_outputs * size, **_fraction(int(hits), trials)}
+    rows = [{"N": size, "KN": pool.n_outputs * size, **success_record(int(hits), trials)}
             for size, hits in zip(sizes, separated, strict=True)]
     dim = manifold_dim(1, block, block)
     n50 = transition_point([row["N"] for row in rows], [row["fraction"] for row in rows])

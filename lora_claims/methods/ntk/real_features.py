@@ -1,8 +1,9 @@
 """NTK features of a real encoder on real few-shot tasks: the model, the k-shot data, cached Jacobians.
 
-Shared by C11 (the regime check) and the real-feature variants of the linearized-model claims. The
-Jacobians of a (model, task, data seed, matrices, max length, head seed) are computed once and
-cached on disk, so every rank and every LoRA-initialization seed reuses them.
+Shared by the regime check (real training against its linearization), linearized fine-tuning and
+the capacity experiments on real features. The Jacobians of a (model, task, data seed, matrices,
+max length, head seed) are computed once and cached on disk under the caller's cache root, so every
+rank and every LoRA-initialization seed reuses them.
 
 The classifier is the pretrained encoder with a fresh K-logit head drawn from ``head_seed`` (the
 packaged encoders have no masked-LM head, so Jang et al.'s label-word logits are not available);
@@ -12,12 +13,12 @@ the head stays frozen, so the adapted matrices are the only trained weights in e
 from __future__ import annotations
 
 import copy
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-from lora_claims.harness.context import AuditContext
 from lora_claims.methods.data.glue import Split, get_task
 from lora_claims.methods.finetune.runs import load_base_model, load_tokenizer, reset_head
 from lora_claims.methods.data.kshot import load_few_shot
@@ -72,9 +73,10 @@ def encode_split(path: Path, split: Split, max_length: int = MAX_LENGTH) -> Enco
     return EncodedSplit(dict(encodings), torch.tensor(split.labels))
 
 
-def _load(ctx: AuditContext, task: str, seed: int, model_name: str, test_cap: int | None, head_seed: int):
-    resolved = resolve_model(model_name, ctx.model_paths)
-    data = load_few_shot(ctx.data_dir, task, k=16, seed=seed, test_cap=test_cap)
+def _load(data_dir: Path | None, model_paths: Mapping[str, str], task: str, seed: int, model_name: str,
+          test_cap: int | None, head_seed: int):
+    resolved = resolve_model(model_name, model_paths)
+    data = load_few_shot(data_dir, task, k=16, seed=seed, test_cap=test_cap)
     model = load_classifier(resolved.path, get_task(task).num_classes, head_seed)
     return resolved, data, model
 
@@ -86,17 +88,19 @@ def _features_config(model_name: str, resolved, task: str, seed: int, split: Spl
             "head_seed": head_seed}
 
 
-def task_features(ctx: AuditContext, task: str, seed: int, model_name: str = "minilm",
-                  kinds: tuple[str, ...] = DEFAULT_KINDS, layers: str = "last", test_cap: int | None = None,
-                  max_length: int = MAX_LENGTH, head_seed: int = 0) -> TaskFeatures:
-    """Load the model and the k-shot task, and the (cached) Jacobian features of the train split."""
-    resolved, data, model = _load(ctx, task, seed, model_name, test_cap, head_seed)
+def task_features(task: str, seed: int, *, data_dir: Path | None, model_paths: Mapping[str, str],
+                  cache_root: Path, model_name: str = "minilm", kinds: tuple[str, ...] = DEFAULT_KINDS,
+                  layers: str = "last", test_cap: int | None = None, max_length: int = MAX_LENGTH,
+                  head_seed: int = 0) -> TaskFeatures:
+    """Load the model and the k-shot task, and the Jacobian features of the train split (cached
+    under ``cache_root``)."""
+    resolved, data, model = _load(data_dir, model_paths, task, seed, model_name, test_cap, head_seed)
     matrices = select_matrices(model, kinds, layers)
     train = encode_split(resolved.path, data.train, max_length)
     test = encode_split(resolved.path, data.test, max_length)
     config = _features_config(model_name, resolved, task, seed, data.train, matrices, max_length, head_seed)
     n_outputs = get_task(task).num_classes
-    features = cached_features(ctx.cache.root, config,
+    features = cached_features(cache_root, config,
                                lambda: extract_features(model, train.encodings, matrices, n_outputs))
     return TaskFeatures(model, task, seed, train, test, features, data.test_note, config)
 
@@ -111,17 +115,17 @@ class FeaturePool:
     config: dict  # what identifies the features (model weights, task, seed, examples, matrices, ...)
 
 
-def pool_features(ctx: AuditContext, task: str, seed: int, kind: str, pool_cap: int,
-                  model_name: str = "minilm", max_length: int = MAX_LENGTH,
-                  head_seed: int = 0) -> FeaturePool:
+def pool_features(task: str, seed: int, kind: str, pool_cap: int, *, data_dir: Path | None,
+                  model_paths: Mapping[str, str], cache_root: Path, model_name: str = "minilm",
+                  max_length: int = MAX_LENGTH, head_seed: int = 0) -> FeaturePool:
     """Features of the last layer's ``kind`` matrix for the k-shot train split followed by up to
-    ``pool_cap`` test rows (the capacity claims sample their instances from this pool)."""
-    resolved, data, model = _load(ctx, task, seed, model_name, pool_cap, head_seed)
+    ``pool_cap`` test rows (the capacity experiments sample their instances from this pool)."""
+    resolved, data, model = _load(data_dir, model_paths, task, seed, model_name, pool_cap, head_seed)
     matrices = select_matrices(model, (kind,), "last")
     pool = Split("pool", data.train.examples + data.test.examples, f"{data.train.source} + {data.test_note}")
     encoded = encode_split(resolved.path, pool, max_length)
     config = _features_config(model_name, resolved, task, seed, pool, matrices, max_length, head_seed)
     n_outputs = get_task(task).num_classes
-    features = cached_features(ctx.cache.root, config,
+    features = cached_features(cache_root, config,
                                lambda: extract_features(model, encoded.encodings, matrices, n_outputs))
     return FeaturePool(features, encoded.labels, len(data.train), config)
