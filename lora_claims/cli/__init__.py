@@ -17,11 +17,11 @@ from pathlib import Path
 from typing import NoReturn
 
 from lora_claims.cli import compare
-from lora_claims.harness.registry import REGISTRY, parse_claim_ids
-from lora_claims.harness.context import DEFAULT_SEED, PROFILES, default_data_dir, parse_model_paths
 from lora_claims.errors import Interrupted, InvalidArgument, LoraClaimsError
 from lora_claims.harness.cache import ResultCache, atomic_write_text, to_json
+from lora_claims.harness.context import DEFAULT_SEED, PROFILES, default_data_dir, parse_model_paths
 from lora_claims.harness.output import probe_file, probe_folder
+from lora_claims.harness.registry import REGISTRY, parse_claim_ids
 
 INTERRUPTED_EXIT = 130  # the shell's code for a command ended by SIGINT
 
