@@ -18,7 +18,7 @@ from typing import Any
 
 from lora_claims.harness.plotting import new_figure, save_figure
 from lora_claims.harness.spec import ClaimSpec, Decision, Needs, Outcome, Verdict
-from lora_claims.methods.cstar.estimate import CStarConfig, CStarResult, estimate_cstar
+from lora_claims.methods.cstar.estimate import CSTAR, CStarConfig, CStarResult, estimate_cstar
 from lora_claims.methods.cstar.marchenko_pastur import limit_threshold
 from lora_claims.methods.cstar.solvers import GDSettings
 
@@ -81,9 +81,7 @@ FIGURE = "c4_cstar_phase_transition.png"
 
 
 def _run(ctx, config: CStarConfig) -> CStarResult:
-    record = ctx.cache.get_or_compute(
-        "cstar", config.to_json(), lambda: estimate_cstar(config).to_json()
-    )
+    record = ctx.cache.get_or_compute(CSTAR, config.to_json(), lambda: estimate_cstar(config).to_json())
     return CStarResult.from_json(record)
 
 

@@ -12,7 +12,7 @@ import math
 from lora_claims.harness.environment import on_one_torch_thread
 from lora_claims.harness.plotting import new_figure, save_figure
 from lora_claims.harness.spec import ClaimSpec, Decision, Needs, Outcome, Verdict
-from lora_claims.methods.cstar.estimate import CStarConfig, CStarResult, estimate_cstar
+from lora_claims.methods.cstar.estimate import CSTAR, CSTAR_REAL, CStarConfig, CStarResult, estimate_cstar
 from lora_claims.methods.cstar.solvers import GDSettings
 from lora_claims.methods.ntk.real_capacity import pool_identity, real_lora_sampler
 from lora_claims.methods.ntk.real_features import pool_features
@@ -63,10 +63,10 @@ SPEC = ClaimSpec(
 def _cstar(cache, config: CStarConfig, pool=None, source=None) -> CStarResult:
     """Gaussian (the key C4 itself uses, so its cached run is shared) or real-feature estimate."""
     if pool is None:
-        record = cache.get_or_compute("cstar", config.to_json(), lambda: estimate_cstar(config).to_json())
+        record = cache.get_or_compute(CSTAR, config.to_json(), lambda: estimate_cstar(config).to_json())
     else:
         sampler = real_lora_sampler(pool, pool.matrices[0])
-        record = cache.get_or_compute("cstar-real", {**config.to_json(), "features": source},
+        record = cache.get_or_compute(CSTAR_REAL, {**config.to_json(), "features": source},
                                       lambda: estimate_cstar(config, sampler=sampler).to_json())
     return CStarResult.from_json(record)
 

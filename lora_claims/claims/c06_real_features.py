@@ -8,6 +8,7 @@ them).
 
 from __future__ import annotations
 
+from lora_claims.harness.cache import CacheKind
 from lora_claims.harness.environment import on_one_torch_thread
 from lora_claims.harness.plotting import new_figure, save_figure
 from lora_claims.harness.spec import ClaimSpec, Decision, Needs, Outcome, Verdict
@@ -15,6 +16,7 @@ from lora_claims.methods.linearized import ce_suite
 from lora_claims.methods.ntk.real_capacity import block_separability, pool_identity, rank_trainability
 from lora_claims.methods.ntk.real_features import pool_features
 
+C6_REAL = CacheKind("c6-real", 1)  # the real-feature C6 runs; bump when they change
 TASK, DATA_SEED, MATRIX_KIND, MODEL = "SST-2", 42, "value", "minilm"
 RANKS = [1, 12]  # rank 1, the claim, and the prior prescription as the reference
 STEP_FACTOR = 2  # C6's step budget doubled: each run stops once below epsilon, so it costs only when needed
@@ -75,7 +77,7 @@ def evaluate(spec: ClaimSpec, ctx) -> Outcome:
 
     def cached(kind: str, compute, **config):
         key = {"experiment": kind, "features": source, **config}
-        return ctx.cache.get_or_compute("c6-real", key, compute)
+        return ctx.cache.get_or_compute(C6_REAL, key, compute)
 
     trainability = cached("task_labels", lambda: rank_trainability(train, matrix, labels, **common), **common)
     capacity_config = {"block": CAPACITY_BLOCK, "sizes": sizes["capacity_sizes"],

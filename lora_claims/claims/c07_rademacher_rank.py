@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 
+from lora_claims.harness.cache import CacheKind
 from lora_claims.harness.environment import on_one_torch_thread
 from lora_claims.harness.plotting import new_figure, save_figure
 from lora_claims.harness.spec import ClaimSpec, Decision, Needs, Outcome, Verdict
 from lora_claims.methods.linearized.generalization import teacher_student
 
-CACHE_KIND = "c7"
-SCHEMA = 2  # bump when the teacher-student experiment changes
+C7_RUNS = CacheKind("c7", 2)  # bump the schema when the teacher-student experiment changes
 CASES = {"K2": (2, 1), "K3": (3, 2), "K4": (4, 3), "K3_rank1_teacher_control": (3, 1)}  # (K, teacher rank)
 MULTICLASS = ("K3", "K4")
 CONTROL = "K3_rank1_teacher_control"
@@ -64,8 +64,8 @@ def _experiments(cache, sizes: dict, rho: float, seed: int) -> dict:
                   "n_train": sizes["per_class"] * k, "n_test": sizes["n_test"], "ranks": sizes["ranks"],
                   "trials": sizes["trials"], "steps": sizes["steps"], "rho": rho,
                   "bias_factor": sizes["bias_factor"], "bias_trials": sizes["bias_trials"], "seed": seed}
-        key = {"schema": SCHEMA, "function": teacher_student.__name__, **config}
-        results[name] = cache.get_or_compute(CACHE_KIND, key, lambda config=config: teacher_student(**config))
+        key = {"function": teacher_student.__name__, **config}
+        results[name] = cache.get_or_compute(C7_RUNS, key, lambda config=config: teacher_student(**config))
     return results
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from lora_claims.harness.cache import CacheKind
 from lora_claims.harness.context import AuditContext
 from lora_claims.harness.environment import on_one_torch_thread
 from lora_claims.harness.spec import ClaimSpec, Decision, Needs, Outcome, Verdict
@@ -25,8 +26,7 @@ from lora_claims.methods.ntk.linearized_finetune import linearized_runs
 from lora_claims.methods.ntk.real_features import task_features
 from lora_claims.methods.ntk.regime import LoraRun
 
-CACHE_KIND = "linearized-finetune"
-SCHEMA = 1
+LINEARIZED_RUNS = CacheKind("linearized-finetune", 1)
 MODEL = "minilm"
 
 SPEC = ClaimSpec(
@@ -80,7 +80,7 @@ def _records(ctx: AuditContext, grid: Grid) -> dict:
     weights = resolve_model(MODEL, ctx.model_paths).fingerprint()
     for task in grid.tasks:
         for seed in scale.seeds:
-            config = {"schema": SCHEMA, "model": MODEL, "weights": weights, "task": task, "seed": seed,
+            config = {"model": MODEL, "weights": weights, "task": task, "seed": seed,
                       "ranks": list(grid.ranks), "run": run.to_json(), "test_cap": scale.test_cap,
                       "max_length": scale.max_length}
 
@@ -94,7 +94,7 @@ def _records(ctx: AuditContext, grid: Grid) -> dict:
                 return {str(rank): {**record, "model": MODEL, "lora_params": lora[rank], "head_params": 0}
                         for rank, record in runs.items()}
 
-            by_rank = ctx.cache.get_or_compute(CACHE_KIND, config, compute)
+            by_rank = ctx.cache.get_or_compute(LINEARIZED_RUNS, config, compute)
             for rank in grid.ranks:
                 records[(MODEL, task, rank, seed)] = by_rank[str(rank)]
     return records

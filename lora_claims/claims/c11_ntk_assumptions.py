@@ -10,6 +10,7 @@ from __future__ import annotations
 import statistics
 from collections import defaultdict
 
+from lora_claims.harness.cache import CacheKind
 from lora_claims.harness.environment import on_one_torch_thread
 from lora_claims.harness.plotting import new_figure, save_figure
 from lora_claims.harness.spec import ClaimSpec, Decision, Needs, Outcome, Verdict
@@ -18,8 +19,7 @@ from lora_claims.methods.ntk.real_features import task_features
 from lora_claims.methods.ntk.regime import LoraRun, regime_run
 from lora_claims.methods.stats import wilson_interval
 
-CACHE_KIND = "ntk-regime"
-SCHEMA = 1  # bump when regime_run's procedure changes
+REGIME_RUNS = CacheKind("ntk-regime", 1)  # bump the schema when regime_run's procedure changes
 MODEL = "minilm"
 RULE_TOLERANCES = ("agreement_min", "ntk_change_max", "fit_accuracy_min", "fit_loss_drop_min")
 DECISION_FIELDS = ("task", "rank", "agreement", "agreement_ci95", "ntk_relative_change", "real_train_accuracy",
@@ -80,7 +80,7 @@ def _records(ctx, sizes: dict, tol: dict) -> list[dict]:
             for rank in tol["ranks"]:
                 run = LoraRun(rank=rank, steps=sizes["steps"], lr=tol["lr"], optimizer=tol["optimizer"],
                               init_seed=seed)
-                config = {"schema": SCHEMA, "model": MODEL, "weights": weights, "task": task, "seed": seed,
+                config = {"model": MODEL, "weights": weights, "task": task, "seed": seed,
                           "test_cap": sizes["test_cap"], "run": run.to_json()}
 
                 def compute(run=run, task=task, seed=seed):
@@ -94,7 +94,7 @@ def _records(ctx, sizes: dict, tol: dict) -> list[dict]:
                             "features": loaded.config, "test_note": loaded.test_note,
                             "test_size": int(loaded.test.labels.shape[0])}
 
-                record = ctx.cache.get_or_compute(CACHE_KIND, config, compute)
+                record = ctx.cache.get_or_compute(REGIME_RUNS, config, compute)
                 records.append({"task": task, "seed": seed, "rank": rank, **record})
     return records
 

@@ -10,12 +10,14 @@ its configuration and result, so that a damaged or edited entry is recomputed, n
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import sys
 import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -94,20 +96,36 @@ def _checksum(config: dict[str, Any], result: dict[str, Any]) -> str:
     return hashlib.sha256(to_json(content).encode("utf-8")).hexdigest()
 
 
+@dataclass(frozen=True)
+class CacheKind:
+    """A family of cached results and the version of what it stores. Every expensive result is
+    cached under one kind; bump ``schema`` when what is stored, or how it is computed, changes:
+    the schema is part of every key, so old entries then simply miss."""
+
+    name: str
+    schema: int
+
+
 class ResultCache:
-    """JSON results on disk, one file per (kind, configuration hash)."""
+    """Results on disk, one file per (kind, configuration hash): JSON for records, a torch file for
+    tensors (``get_or_compute_tensors``); both are checked on read and written atomically."""
 
     def __init__(self, root: str | os.PathLike | None = None):
         self.root = Path(root) if root is not None else default_cache_dir()
         self._swept: set[str] = set()
 
-    def path(self, kind: str, config: dict[str, Any]) -> Path:
-        return self.root / kind / f"{config_hash(config)}.json"
+    @staticmethod
+    def key(kind: CacheKind, config: dict[str, Any]) -> dict[str, Any]:
+        return {"schema": kind.schema, **config}
 
-    def load(self, kind: str, config: dict[str, Any]) -> dict[str, Any] | None:
+    def path(self, kind: CacheKind, config: dict[str, Any], suffix: str = ".json") -> Path:
+        return self.root / kind.name / f"{config_hash(self.key(kind, config))}{suffix}"
+
+    def load(self, kind: CacheKind, config: dict[str, Any]) -> dict[str, Any] | None:
         """The entry for ``config``, or None when there is none or it is damaged; a damaged entry
         is reported in one line and left to be overwritten by the recomputed one."""
         path = self.path(kind, config)
+        config = self.key(kind, config)
         if not path.exists():
             return None
         try:
@@ -121,23 +139,78 @@ class ResultCache:
             return None
         return record
 
-    def store(self, kind: str, config: dict[str, Any], result: dict[str, Any]) -> dict[str, Any]:
-        if kind not in self._swept:  # once per kind: what an interrupted writer left behind
-            remove_temp_orphans(self.root / kind, ORPHAN_AGE_S)
-            self._swept.add(kind)
+    def store(self, kind: CacheKind, config: dict[str, Any], result: dict[str, Any]) -> dict[str, Any]:
+        self._sweep(kind)
+        path, config = self.path(kind, config), self.key(kind, config)
         record = {"config": config, "config_hash": config_hash(config), "result": result,
                   "checksum": _checksum(config, result)}
-        atomic_write_json(self.path(kind, config), record)
+        atomic_write_json(path, record)
         return record
 
     def get_or_compute(
-        self, kind: str, config: dict[str, Any], compute: Callable[[], dict[str, Any]]
+        self, kind: CacheKind, config: dict[str, Any], compute: Callable[[], dict[str, Any]]
     ) -> dict[str, Any]:
         """Return the cached result for ``config``, computing and storing it on a miss."""
         record = self.load(kind, config)
         if record is None:
             record = self.store(kind, config, compute())
         return record["result"]
+
+    def get_or_compute_tensors(
+        self, kind: CacheKind, config: dict[str, Any], compute: Callable[[], dict[str, Any]]
+    ) -> dict[str, Any]:
+        """The same for a dict of tensors (and plain values), stored with torch.save; an entry is
+        checked for its configuration and a checksum of its tensors' bytes."""
+        import torch
+
+        path, key = self.path(kind, config, ".pt"), to_json(self.key(kind, config))
+        if path.exists():
+            try:
+                stored = torch.load(path, weights_only=True)
+                problem = ("holds another configuration" if stored.get("config") != key else
+                           None if stored.get("checksum") == _tensor_checksum(stored["state"]) else
+                           "does not match its checksum (edited or damaged)")
+            except Exception as error:  # noqa: BLE001  (truncated or foreign: recompute, say why)
+                problem = f"cannot be read ({type(error).__name__})"
+            if problem is None:
+                return stored["state"]
+            print(f"lora-claims: cache entry {path} {problem}; recomputing it", file=sys.stderr)
+        state = compute()
+        self._sweep(kind)
+        buffer = io.BytesIO()
+        torch.save({"config": key, "checksum": _tensor_checksum(state), "state": state}, buffer)
+        atomic_write_bytes(path, buffer.getvalue())
+        return state
+
+    def _sweep(self, kind: CacheKind) -> None:
+        """Once per kind and process: remove what an interrupted writer left behind."""
+        if kind.name not in self._swept:
+            remove_temp_orphans(self.root / kind.name, ORPHAN_AGE_S)
+            self._swept.add(kind.name)
+
+
+def _tensor_checksum(state: Any) -> str:
+    """A hash of every tensor's bytes and every plain value in a (nested) state dict."""
+    import torch
+
+    digest = hashlib.sha256()
+
+    def visit(value: Any) -> None:
+        if hasattr(value, "detach"):
+            digest.update(str((value.dtype, tuple(value.shape))).encode())
+            digest.update(value.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+        elif isinstance(value, dict):
+            for name in sorted(value):
+                digest.update(str(name).encode())
+                visit(value[name])
+        elif isinstance(value, (list, tuple)):
+            for item in value:
+                visit(item)
+        else:
+            digest.update(repr(value).encode())
+
+    visit(state)
+    return digest.hexdigest()
 
 
 def _entry_problem(record: Any, config: dict[str, Any]) -> str | None:

@@ -8,7 +8,7 @@ from lora_claims.methods.linearized import ce_suite
 from tests.ntk_support import one_torch_thread  # noqa: F401  (autouse fixture)
 
 
-def test_each_configuration_runs_once_under_the_historical_key(tmp_path):
+def test_each_configuration_runs_once(tmp_path):
     cache, calls = ResultCache(tmp_path), []
 
     def experiment(size: int, seed: int) -> dict:
@@ -19,8 +19,8 @@ def test_each_configuration_runs_once_under_the_historical_key(tmp_path):
         assert ce_suite.cached_run(cache, experiment, size=3, seed=0) == {"size": 3}
     ce_suite.cached_run(cache, experiment, size=4, seed=0)
     assert calls == [(3, 0), (4, 0)]
-    key = {"schema": ce_suite.SCHEMA, "function": "experiment", "size": 3, "seed": 0}
-    assert cache.path("c6", key).exists()  # where audits before the move stored these runs
+    key = {"function": "experiment", "size": 3, "seed": 0}
+    assert cache.path(ce_suite.C6_RUNS, key).exists()
 
 
 def test_cover_calibration_puts_covers_formula_beside_each_size(tmp_path):

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from lora_claims.errors import InvalidArgument
+from lora_claims.harness.cache import ResultCache
 from lora_claims.methods.ntk.features import (
     FeaturesTooLarge,
     cached_features,
@@ -126,16 +127,16 @@ def test_features_are_cached_on_disk_by_config(tmp_path):
         return extract_features(model, enc, select_matrices(model), n_outputs=3)
 
     config = {"model": "tiny", "task": "random", "seed": 1, "matrices": list(select_matrices(model))}
-    first = cached_features(tmp_path, config, compute)
-    second = cached_features(tmp_path, config, compute)
+    first = cached_features(ResultCache(tmp_path), config, compute)
+    second = cached_features(ResultCache(tmp_path), config, compute)
     assert len(calls) == 1
     for name in first.matrices:
         assert torch.equal(first.left[name], second.left[name])
-    cached_features(tmp_path, {**config, "seed": 2}, compute)
+    cached_features(ResultCache(tmp_path), {**config, "seed": 2}, compute)
     assert len(calls) == 2
     for stored in (tmp_path / "ntk-features").glob("*.pt"):
         stored.write_bytes(b"truncated")
-    cached_features(tmp_path, config, compute)
+    cached_features(ResultCache(tmp_path), config, compute)
     assert len(calls) == 3
 
 

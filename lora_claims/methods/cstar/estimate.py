@@ -30,10 +30,13 @@ import numpy as np
 from lora_claims.methods.counting.capacity import manifold_dim
 from lora_claims.methods.cstar.problems import LoraSystem, linear_problem, lora_problem
 from lora_claims.methods.cstar.solvers import GDSettings, LMSettings, levenberg_marquardt, train
+from lora_claims.harness.cache import CacheKind
 from lora_claims.errors import InvalidArgument, require_fraction, require_int
 from lora_claims.methods.stats import wilson_interval
 
 SCHEMA = 1  # bump when anything that changes the numbers changes
+CSTAR = CacheKind("cstar", SCHEMA)  # Gaussian-feature estimates, shared by C4 and C4-real
+CSTAR_REAL = CacheKind("cstar-real", SCHEMA)  # the same estimate on real-feature instances
 DEFINITIONS = ("solv", "gd")
 MODELS = ("lora", "linear")
 HEADLINE_LEVELS = (0.5, 0.95)

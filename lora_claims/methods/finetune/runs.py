@@ -30,10 +30,9 @@ from lora_claims.methods.data.glue import Split, get_task
 from lora_claims.harness.environment import package_versions
 from lora_claims.errors import Interrupted, InvalidArgument, require_int, require_positive_float
 from lora_claims.methods.data.kshot import FewShotData, label_counts, load_few_shot
-from lora_claims.harness.cache import ResultCache, config_hash
+from lora_claims.harness.cache import CacheKind, ResultCache, config_hash
 
-CACHE_KIND = "finetune"
-SCHEMA_VERSION = 1  # bump when the training or evaluation procedure changes
+FINETUNE_RUNS = CacheKind("finetune", 2)  # bump the schema when training or evaluation changes
 RUN_PACKAGES = ("torch", "transformers", "peft")  # the versions a run's result depends on
 
 
@@ -136,7 +135,6 @@ def cache_key(config: RunConfig, model: _models.ResolvedModel, data: FewShotData
     key.pop("model")
     key["device"] = torch.device(config.device).type
     key.update(
-        schema=SCHEMA_VERSION,
         model_fingerprint=model.fingerprint(),
         data_fingerprint={s.name: s.fingerprint() for s in (data.train, data.dev, data.test)},
         versions=package_versions(RUN_PACKAGES),
@@ -152,7 +150,7 @@ def run_finetune(config: RunConfig, inputs: RunInputs) -> dict[str, Any]:
     key = cache_key(config, model, data)
     digest = config_hash(key)
     record = inputs.cache.get_or_compute(
-        CACHE_KIND, key, lambda: train_and_evaluate(config, model, data) | {"config_hash": digest}
+        FINETUNE_RUNS, key, lambda: train_and_evaluate(config, model, data) | {"config_hash": digest}
     )
     return record | {"model": config.model, "model_source": model.source}
 
@@ -424,7 +422,7 @@ def train_and_evaluate(config: RunConfig, resolved: _models.ResolvedModel,
         for name, enc in splits.items()
     }
     return {
-        "schema": SCHEMA_VERSION,
+        "schema": FINETUNE_RUNS.schema,
         "config": config.to_json(),
         "model_type": model.config.model_type,
         "target_modules": list(targets),

@@ -7,11 +7,10 @@ that ask for the same experiment at the same sizes share one cached run.
 
 from __future__ import annotations
 
-from lora_claims.harness.cache import ResultCache
+from lora_claims.harness.cache import CacheKind, ResultCache
 from lora_claims.methods.linearized import ce_experiments as ce
 
-CACHE_KIND = "c6"  # the kind existing caches hold these runs under
-SCHEMA = 2  # bump when an experiment's code changes
+C6_RUNS = CacheKind("c6", 2)  # bump the schema when an experiment's code changes
 CANONICAL_RANKS = [1, 2, 4, 12]
 GAUSSIAN_SIDE = 64  # m = n of the canonical-like Gaussian instances
 SMALL_SIDE = 8  # m = n of the control, PL and separability instances
@@ -19,8 +18,8 @@ SMALL_SIDE = 8  # m = n of the control, PL and separability instances
 
 def cached_run(cache: ResultCache, function, **config) -> dict:
     """``function(**config)``, computed once per configuration."""
-    key = {"schema": SCHEMA, "function": function.__name__, **config}
-    return cache.get_or_compute(CACHE_KIND, key, lambda: function(**config))
+    key = {"function": function.__name__, **config}
+    return cache.get_or_compute(C6_RUNS, key, lambda: function(**config))
 
 
 def canonical_success(cache: ResultCache, source: str, n_outputs: int, side: int, trials: int,

@@ -22,23 +22,20 @@ Forward-mode AD has no rule for PyTorch's fused CPU attention kernels, so models
 
 from __future__ import annotations
 
-import io
 import os
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 from torch import nn
 from torch.func import functional_call, jvp, vjp
 
 from lora_claims.errors import InvalidArgument, require_int
-from lora_claims.harness.cache import atomic_write_bytes, config_hash, to_json
+from lora_claims.harness.cache import CacheKind, ResultCache
 
 DEFAULT_KINDS = ("query", "value")  # Jang et al.: LoRA on the attention query and value matrices
-FEATURES_SCHEMA = 1  # bump when the stored feature layout or its computation changes
 
 Encodings = Mapping[str, torch.Tensor]  # tokenizer output: input_ids, attention_mask, ...
 
@@ -456,28 +453,10 @@ def frozen_prefix(model: nn.Module, matrices: Sequence[str], batch: Mapping[str,
 
 # --- disk cache -------------------------------------------------------------------------------------
 
-
-def _cache_path(root: str | os.PathLike, config: Mapping) -> Path:
-    return Path(root) / "ntk-features" / f"{config_hash(dict(config))}.pt"
+FEATURES = CacheKind("ntk-features", 1)  # bump when the stored layout or its computation changes
 
 
-def cached_features(root: str | os.PathLike, config: Mapping, compute) -> JacobianFeatures:
-    """Load the features stored for ``config`` (model, task, seed, matrices, ...) or compute and store.
-
-    The file holds the config next to the tensors and is written atomically; a file whose config
-    differs (a hash collision) or that cannot be read is recomputed.
-    """
-    config = {"schema": FEATURES_SCHEMA, **config}
-    path = _cache_path(root, config)
-    if path.exists():
-        try:
-            stored = torch.load(path, weights_only=True)
-            if stored.get("config") == to_json(config):
-                return JacobianFeatures.from_state(stored["features"])
-        except Exception:  # noqa: BLE001  (a truncated or foreign file is recomputed, whatever the error)
-            pass
-    features = compute()
-    buffer = io.BytesIO()
-    torch.save({"config": to_json(config), "features": features.state()}, buffer)
-    atomic_write_bytes(path, buffer.getvalue())
-    return features
+def cached_features(cache: ResultCache, config: Mapping, compute) -> JacobianFeatures:
+    """The features stored for ``config`` (model, task, seed, matrices, ...), or computed and stored."""
+    return JacobianFeatures.from_state(
+        cache.get_or_compute_tensors(FEATURES, dict(config), lambda: compute().state()))

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import torch
 
+from lora_claims.harness.cache import ResultCache
 from lora_claims.methods.data.glue import Split, get_task
 from lora_claims.methods.finetune.runs import load_base_model, load_tokenizer, reset_head
 from lora_claims.methods.data.kshot import load_few_shot
@@ -100,7 +101,7 @@ def task_features(task: str, seed: int, *, data_dir: Path | None, model_paths: M
     test = encode_split(resolved.path, data.test, max_length)
     config = _features_config(model_name, resolved, task, seed, data.train, matrices, max_length, head_seed)
     n_outputs = get_task(task).num_classes
-    features = cached_features(cache_root, config,
+    features = cached_features(ResultCache(cache_root), config,
                                lambda: extract_features(model, train.encodings, matrices, n_outputs))
     return TaskFeatures(model, task, seed, train, test, features, data.test_note, config)
 
@@ -126,6 +127,6 @@ def pool_features(task: str, seed: int, kind: str, pool_cap: int, *, data_dir: P
     encoded = encode_split(resolved.path, pool, max_length)
     config = _features_config(model_name, resolved, task, seed, pool, matrices, max_length, head_seed)
     n_outputs = get_task(task).num_classes
-    features = cached_features(cache_root, config,
+    features = cached_features(ResultCache(cache_root), config,
                                lambda: extract_features(model, encoded.encodings, matrices, n_outputs))
     return FeaturePool(features, encoded.labels, len(data.train), config)
