@@ -1,0 +1,1 @@
+"""Training methods, one subpackage per family."""

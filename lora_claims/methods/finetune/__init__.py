@@ -1,0 +1,1 @@
+"""Fine-tuning engines: the stacked multi-adapter engine and its peft reference."""
