@@ -3,8 +3,9 @@
 Same initial values (``initial_adapter_values``), data order (``batch_schedule``), dropout (off:
 the model runs in eval mode), placement (peft's ``layers_to_transform``), head, optimizer
 (``torch.optim.AdamW`` with ``LambdaLR`` linear decay) and checkpoint rule as the stacked engine,
-but through peft's own LoRA layers and transformers' own forward. It is the contract the stacked
-engine is tested against, not a fast path.
+but through peft's own LoRA layers and transformers' own forward, on batches padded as the
+single-run loop pads them. It is the contract the stacked engine is tested against, not a fast
+path.
 """
 
 from __future__ import annotations
@@ -93,6 +94,13 @@ def build_peft_model(model, adapter: AdapterSpec, settings: TrainSettings):
     return peft_model, lambda inputs: peft_model(**inputs)
 
 
+def trimmed_inputs(split: SplitTensors, rows: torch.Tensor) -> dict[str, torch.Tensor]:
+    """The rows' model inputs padded only to their own longest row, as the single-run loop
+    collates them (the stacked engine pads to the split's longest row: the mask makes it equal)."""
+    width = int(split.attention_mask[rows].sum(1).max())
+    return {name: value[:, :width] for name, value in split.model_inputs(rows).items()}
+
+
 def train_peft_reference(model, adapter: AdapterSpec, settings: TrainSettings,
                          train: SplitTensors, dev: SplitTensors, test: SplitTensors,
                          keep_step_losses: bool = False) -> dict:
@@ -107,8 +115,12 @@ def train_peft_reference(model, adapter: AdapterSpec, settings: TrainSettings,
 
     @torch.no_grad()
     def predict(split: SplitTensors) -> torch.Tensor:
-        return torch.cat([forward(split.model_inputs(slice(s, s + settings.eval_rows))).argmax(-1)
-                          for s in range(0, len(split), settings.eval_rows)])
+        order = torch.argsort(split.attention_mask.sum(1), descending=True, stable=True)
+        predictions = torch.empty_like(split.labels)
+        for start in range(0, len(split), settings.eval_rows):
+            rows = order[start : start + settings.eval_rows]
+            predictions[rows] = forward(trimmed_inputs(split, rows)).argmax(-1)
+        return predictions
 
     def accuracy(split: SplitTensors) -> float:
         return (predict(split) == split.labels).to(torch.float64).mean().item()
@@ -116,7 +128,7 @@ def train_peft_reference(model, adapter: AdapterSpec, settings: TrainSettings,
     losses, curve, best_accuracy, best_step, best_state = [], [], -1.0, 0, None
     for step in range(1, settings.steps + 1):
         batch = rows[step - 1][valid[step - 1]].to(train.input_ids.device)
-        loss = F.cross_entropy(forward(train.model_inputs(batch)), train.labels[batch])
+        loss = F.cross_entropy(forward(trimmed_inputs(train, batch)), train.labels[batch])
         loss.backward()
         optimizer.step()
         schedule.step()
