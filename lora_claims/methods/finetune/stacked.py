@@ -17,8 +17,10 @@ and the equivalence test compares the two):
 
 Placements: ``all-layers`` adapts query and value of every layer; ``last-layer`` only those of the
 last layer (Jang et al.'s default), so everything below it is frozen and deterministic and is
-computed once per example (``frozen_prefix_states``). With a first-token head the last layer only
-computes what the head reads: keys and values of every token, the rest for token 0 only.
+computed once per example (``frozen_prefix_states``), and so are the frozen query, key and value
+projections of the first adapted layer (``frozen_projections``): a step then only adds each
+adapter's LoRA deltas to them. With a first-token head the last layer only computes what the head
+reads: keys and values of every token, the rest for token 0 only.
 
 Dropout is off everywhere (the frozen base runs in eval mode): the cached prefix needs a
 deterministic base, and one setting for both placements keeps them comparable and lets the peft
@@ -259,11 +261,12 @@ def frozen_autocast(device: torch.device):
     return contextlib.nullcontext()
 
 
-def project(x: torch.Tensor, linear: torch.nn.Linear, lora=None) -> torch.Tensor:
-    """``linear(x)`` plus, when ``lora = (A, B, scale)`` is given, each adapter's delta on its
-    slice: x is (adapters, ..., in), A (adapters, r, in), B (adapters, out, r), scale
-    (adapters, 1, 1). The delta runs outside autocast, in the factors' dtype."""
-    out = linear(x)
+def project(x: torch.Tensor, linear: torch.nn.Linear, lora=None, frozen=None) -> torch.Tensor:
+    """``linear(x)`` (or ``frozen``, its value computed beforehand) plus, when ``lora = (A, B,
+    scale)`` is given, each adapter's delta on its slice: x is (adapters, ..., in), A (adapters,
+    r, in), B (adapters, out, r), scale (adapters, 1, 1). The delta runs outside autocast, in the
+    factors' dtype."""
+    out = linear(x) if frozen is None else frozen
     if lora is None:
         return out
     a, b, scale = lora
@@ -274,10 +277,12 @@ def project(x: torch.Tensor, linear: torch.nn.Linear, lora=None) -> torch.Tensor
 
 
 def layer_forward(layer, x: torch.Tensor, attend: torch.Tensor, lora_query=None, lora_value=None,
-                  first_token_only: bool = False) -> torch.Tensor:
+                  first_token_only: bool = False, frozen: dict | None = None) -> torch.Tensor:
     """One BERT/RoBERTa layer without dropout. ``x`` (..., tokens, hidden), ``attend`` (...,
     tokens) True at real tokens. With ``first_token_only`` only token 0's output is computed (it
-    still attends to every token); the result is then (..., 1, hidden)."""
+    still attends to every token); the result is then (..., 1, hidden). ``frozen`` optionally
+    holds the frozen query, key and value projections of ``x`` (``frozen_projections``)."""
+    frozen = frozen or {}
     attention = layer.attention.self
     heads, size = attention.num_attention_heads, attention.attention_head_size
     rows = x[..., :1, :] if first_token_only else x
@@ -286,9 +291,9 @@ def layer_forward(layer, x: torch.Tensor, attend: torch.Tensor, lora_query=None,
         return t.reshape(-1, t.shape[-2], heads, size).transpose(1, 2)
 
     context = F.scaled_dot_product_attention(
-        by_head(project(rows, attention.query, lora_query)),
-        by_head(project(x, attention.key)),
-        by_head(project(x, attention.value, lora_value)),
+        by_head(project(rows, attention.query, lora_query, frozen.get("query"))),
+        by_head(project(x, attention.key, frozen=frozen.get("key"))),
+        by_head(project(x, attention.value, lora_value, frozen.get("value"))),
         attn_mask=attend.reshape(-1, 1, 1, attend.shape[-1]),
     )
     context = context.transpose(1, 2).reshape(*rows.shape[:-1], heads * size)
@@ -319,6 +324,22 @@ def frozen_prefix_states(model, split: SplitTensors, n_layers: int,
             chunks.append(states)
     model.train(was_training)
     return torch.cat(chunks)
+
+
+def frozen_projections(layer, states: torch.Tensor, first_token_only: bool,
+                       chunk_rows: int = 64) -> dict[str, torch.Tensor]:
+    """The frozen query (token 0 only with ``first_token_only``), key and value outputs of
+    ``layer`` for cached input ``states``: like the states, fixed per example, so a step reuses
+    them instead of recomputing the layer's largest matmuls for every adapter."""
+    attention = layer.attention.self
+    parts: dict[str, list[torch.Tensor]] = {"query": [], "key": [], "value": []}
+    with torch.no_grad(), frozen_autocast(states.device):
+        for start in range(0, states.shape[0], chunk_rows):
+            x = states[start : start + chunk_rows]
+            parts["query"].append(attention.query(x[:, :1] if first_token_only else x))
+            parts["key"].append(attention.key(x))
+            parts["value"].append(attention.value(x))
+    return {name: torch.cat(chunks) for name, chunks in parts.items()}
 
 
 # --- parameters and optimizer -------------------------------------------------------------------
@@ -390,8 +411,8 @@ class StackedAdamW:
 def estimate_group_bytes(model, settings: TrainSettings, n_adapters: int, max_rank: int,
                          splits: Sequence[SplitTensors]) -> dict[str, int]:
     """A rough upper estimate of a group's memory, by part: the flat parameter buffers (values,
-    gradients, two moments, best checkpoint, one temporary), the cached input states of every
-    split, and the activations autograd keeps for one training step (per row and adapted layer:
+    gradients, two moments, best checkpoint, one temporary), the cached inputs of every split
+    (states, keys, values and queries of the first adapted layer), and the activations autograd keeps for one training step (per row and adapted layer:
     about 10 hidden-size and 2 intermediate-size vectors per computed token, and one attention
     matrix), plus one evaluation forward."""
     config = model.config
@@ -409,7 +430,7 @@ def estimate_group_bytes(model, settings: TrainSettings, n_adapters: int, max_ra
     per_row = (len(layers) - 1) * full_layer + last_layer
     return {
         "parameters": 6 * n_adapters * (lora + head) * element,
-        "cached_states": sum(len(s) for s in splits) * width * hidden * element,
+        "cached_inputs": 4 * sum(len(s) for s in splits) * width * hidden * element,
         "activations": (n_adapters * settings.batch_size + settings.eval_rows) * per_row * activation,
     }
 
@@ -501,24 +522,34 @@ class StackedTrainer:
         self.rows = torch.stack([rows for rows, _ in schedules], dim=1).to(self.device)
         self.weights = torch.stack([valid for _, valid in schedules], dim=1).to(self.device, dtype)
         self.step_losses = torch.zeros(settings.steps, count, dtype=dtype, device=self.device)
-        self.states = {name: frozen_prefix_states(model, split, self.adapted[0])
-                       for name, split in (("train", train), ("dev", dev))}
+        self.inputs = {"train": self.cached_inputs(train), "dev": self.cached_inputs(dev)}
+
+    def cached_inputs(self, split: SplitTensors) -> dict[str, torch.Tensor]:
+        """What a step reads per example: the states entering the first adapted layer, that
+        layer's frozen projections of them, and the key mask."""
+        first = self.adapted[0]
+        states = frozen_prefix_states(self.model, split, first)
+        query_first_token = self.settings.head != "linear-mean" and first == len(self.layers) - 1
+        return {"states": states, "attend": split.attention_mask.bool(),
+                **frozen_projections(self.layers[first], states, query_first_token)}
 
     def lora(self, index: int, name: str):
         if index not in self.adapted:
             return None
         return self.bank[f"lora_A.{index}.{name}"], self.bank[f"lora_B.{index}.{name}"], self.scale
 
-    def logits(self, states: torch.Tensor, attend: torch.Tensor) -> torch.Tensor:
-        """Logits (adapters, rows, labels) from the states entering the first adapted layer,
-        (adapters, rows, tokens, hidden), and the key mask (adapters, rows, tokens)."""
+    def logits(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Logits (adapters, rows, labels) from cached inputs (``cached_inputs``) gathered per
+        adapter: each (adapters, rows, ...)."""
         first_token = self.settings.head != "linear-mean"
-        hidden = states
+        hidden, attend = inputs["states"], inputs["attend"]
+        frozen = {name: inputs[name] for name in ("query", "key", "value")}
         with frozen_autocast(self.device):
             for index in range(self.adapted[0], len(self.layers)):
                 hidden = layer_forward(self.layers[index], hidden, attend,
                                        self.lora(index, "query"), self.lora(index, "value"),
-                                       first_token_only=first_token and index == len(self.layers) - 1)
+                                       first_token_only=first_token and index == len(self.layers) - 1,
+                                       frozen=frozen if index == self.adapted[0] else None)
             if first_token:
                 features = hidden[..., 0, :]
             else:
@@ -539,8 +570,7 @@ class StackedTrainer:
     def train_step(self, step: int) -> None:
         """One optimizer step of every adapter (``step`` counts from 1); no host sync."""
         rows, weights = self.rows[step - 1], self.weights[step - 1]
-        logits = self.logits(self.states["train"][rows],
-                             self.splits["train"].attention_mask[rows].bool())
+        logits = self.logits({name: value[rows] for name, value in self.inputs["train"].items()})
         losses = F.cross_entropy(logits.flatten(0, 1), self.splits["train"].labels[rows].flatten(),
                                  reduction="none").view(weights.shape)
         per_adapter = (losses * weights).sum(1) / weights.sum(1)
@@ -550,16 +580,16 @@ class StackedTrainer:
         self.step_losses[step - 1] = per_adapter.detach()
 
     @torch.no_grad()
-    def predict(self, states: torch.Tensor, split: SplitTensors) -> torch.Tensor:
-        """Predicted labels (adapters, rows) for a split whose input states are given."""
+    def predict(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Predicted labels (adapters, rows) of every adapter for a split's cached inputs."""
         count = len(self.adapters)
-        attend = split.attention_mask.bool()
+        rows = inputs["attend"].shape[0]
         chunk = max(1, self.settings.eval_rows // count)
         predictions = []
-        for start in range(0, len(split), chunk):
-            rows = slice(start, start + chunk)
-            logits = self.logits(states[rows].expand(count, -1, -1, -1),
-                                 attend[rows].expand(count, -1, -1))
+        for start in range(0, rows, chunk):
+            part = {name: value[start : start + chunk] for name, value in inputs.items()}
+            logits = self.logits({name: value.expand(count, *value.shape)
+                                  for name, value in part.items()})
             predictions.append(logits.argmax(-1))
         return torch.cat(predictions, dim=1)
 
@@ -578,7 +608,7 @@ class StackedTrainer:
         for step in range(1, settings.steps + 1):
             self.train_step(step)
             if step % settings.eval_every == 0 or step == settings.steps:
-                accuracy = self.accuracy(self.predict(self.states["dev"], dev), dev)
+                accuracy = self.accuracy(self.predict(self.inputs["dev"]), dev)
                 improved = accuracy > best_accuracy
                 best_accuracy = torch.where(improved, accuracy, best_accuracy)
                 best_step = torch.where(improved, step, best_step)
@@ -587,10 +617,9 @@ class StackedTrainer:
                 curve.append((step, accuracy, self.step_losses[step - 1].clone()))
         with torch.no_grad():
             self.bank.values.copy_(best_values)
-        self.states["test"] = frozen_prefix_states(self.model, self.splits["test"], self.adapted[0])
-        predictions = {name: self.predict(self.states[name], split)
-                       for name, split in self.splits.items()}
-        del self.states["test"]
+        self.inputs["test"] = self.cached_inputs(self.splits["test"])
+        predictions = {name: self.predict(self.inputs[name]) for name in self.splits}
+        del self.inputs["test"]
         accuracies = {name: self.accuracy(predictions[name], split).tolist()
                       for name, split in self.splits.items()}
         steps = [s for s, _, _ in curve]
