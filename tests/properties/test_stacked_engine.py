@@ -28,8 +28,10 @@ from tests.finetune_support import require_glue_data
 VOCAB, CUES = 100, (10, 11)  # every other token is the label's cue
 # ranks 1 and 4 share one padded group; seeds and learning rates differ per adapter
 ADAPTERS = (AdapterSpec(3, 1, 5e-2), AdapterSpec(4, 4, 2e-2), AdapterSpec(5, 4, 8e-2, alpha=3.0))
-# 12 training rows in batches of 5: every third step trains on a short batch of 2
-SETTINGS = dict(steps=9, eval_every=2, batch_size=5, eval_rows=7, weight_decay=0.01)
+# 12 training rows in batches of 5: every third step trains on a short batch of 2; passes of 2
+# adapters (10 rows), so a step takes two forward/backward passes
+SETTINGS = dict(steps=9, eval_every=2, batch_size=5, eval_rows=7, weight_decay=0.01,
+                rows_per_pass=10)
 
 
 @pytest.fixture(autouse=True)
@@ -191,7 +193,8 @@ def test_minilm_sst2_stacked_predicts_as_peft_alone(data_dir):
 
 
 @pytest.mark.parametrize("field, value", [("placement", "middle"), ("head", "pooler"),
-                                          ("steps", 0), ("weight_decay", -1.0)])
+                                          ("steps", 0), ("weight_decay", -1.0),
+                                          ("rows_per_pass", 0)])
 def test_bad_settings_name_the_argument(field, value):
     with pytest.raises(InvalidArgument, match=field):
         TrainSettings(**{field: value})
