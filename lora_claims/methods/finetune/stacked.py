@@ -643,9 +643,9 @@ class StackedTrainer:
         del self.inputs["test"]
         accuracies = {name: self.accuracy(predictions[name], split).tolist()
                       for name, split in self.splits.items()}
-        steps = [s for s, _, _ in curve]
-        dev_curve = torch.stack([a for _, a, _ in curve], 1).tolist()
-        curve_losses = torch.stack([l for _, _, l in curve], 1).tolist()
+        eval_steps = [step for step, _, _ in curve]
+        dev_accuracies = torch.stack([accuracy for _, accuracy, _ in curve], 1).tolist()
+        train_losses = torch.stack([loss for _, _, loss in curve], 1).tolist()
         test_predictions = predictions["test"].tolist()
         step_losses = self.step_losses.T.tolist()
         best = best_step.tolist()
@@ -653,7 +653,8 @@ class StackedTrainer:
             adapter_record(
                 "stacked", adapter, settings, self.model,
                 {name: accuracies[name][slot] for name in accuracies}, best[slot],
-                [[s, a, l] for s, a, l in zip(steps, dev_curve[slot], curve_losses[slot], strict=True)],
+                [list(point) for point in zip(eval_steps, dev_accuracies[slot], train_losses[slot],
+                                              strict=True)],
                 test_predictions[slot], self.splits["test"].labels.tolist(),
                 step_losses[slot] if self.keep_step_losses else None)
             for slot, adapter in enumerate(self.adapters)
