@@ -1,9 +1,10 @@
-"""Stacked LoRA fine-tuning: many adapters trained in one pass over one frozen encoder.
+"""Stacked LoRA fine-tuning: many adapters trained together over one frozen encoder.
 
 Every adapter of a group (its own seed, rank, learning rate and scale) trains on the same frozen
-BERT- or RoBERTa-family model. The frozen weights are applied once to the concatenated batch of all
-adapters; each adapter's LoRA delta is added to its own slice with batched matmuls; heads are
-stacked too. The result equals training each adapter alone (``peft_reference`` does that with peft,
+BERT- or RoBERTa-family model. The frozen weights are applied once to the concatenated batch of a
+pass of adapters (all of them on CUDA, 64 rows' worth on CPU); each adapter's LoRA delta is added
+to its own slice with batched matmuls; heads are stacked too; one optimizer update per step covers
+the whole group. The result equals training each adapter alone (``peft_reference`` does that with peft,
 and the equivalence test compares the two):
 
 - Gradients: the loss is the sum of the per-adapter mean losses, and adapter s's parameters touch
@@ -91,7 +92,8 @@ class TrainSettings:
     batch_size: int = 8
     eval_rows: int = 256  # rows per evaluation forward, all adapters together
     # training rows per forward/backward pass, all adapters together; None: 64 on CPU (measured on
-    # MiniLM: 50 adapters in one pass cost 2x per adapter what passes of 8 cost), all on CUDA
+    # MiniLM, last layer, length 128: 50 adapters in one pass took 11.4 ms per adapter-step, in
+    # passes of 8 adapters 9.2 ms; smaller tensors stay in cache), all adapters at once on CUDA
     rows_per_pass: int | None = None
     weight_decay: float = 0.0
     rslora: bool = False
@@ -505,6 +507,7 @@ class StackedTrainer:
         self.device, dtype = parameter.device, parameter.dtype
         self.layers = encoder_of(model).encoder.layer
         self.adapted = adapted_layers(model, settings.placement)
+        self.head_layers = len(shapes)
         count, max_rank = len(adapters), max(a.rank for a in adapters)
 
         bank_shapes = {}
@@ -574,7 +577,7 @@ class StackedTrainer:
                 features = encoder_of(self.model).pooler.activation(
                     encoder_of(self.model).pooler.dense(features))
         features = features.to(self.bank.values.dtype)
-        count = len(head_shapes(self.model, self.settings.head))
+        count = self.head_layers
         for index in range(count):
             weight = self.bank[f"head.{index}.weight"][part]
             bias = self.bank[f"head.{index}.bias"][part]
