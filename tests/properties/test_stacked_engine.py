@@ -21,6 +21,7 @@ from lora_claims.methods.finetune.stacked import (
     StackedTrainer,
     TrainSettings,
     batch_schedule,
+    initial_adapter_values,
     train_stacked,
 )
 from tests.finetune_support import require_glue_data
@@ -144,6 +145,54 @@ def test_batch_schedule_replays_the_single_run_queue():
         batch, queue = queue[:batch_size], queue[batch_size:]
         expected.append(batch)
     assert [r[v].tolist() for r, v in zip(rows, valid, strict=True)] == expected
+
+
+def test_initial_values_are_the_single_run_loops_draws(tmp_path):
+    """For the native head on all layers, ``initial_adapter_values`` draws what today's
+    ``lora_claims.finetune.build_lora_model`` draws for the same seed."""
+    from peft.tuners.lora import LoraLayer
+
+    from lora_claims import finetune
+
+    model = tiny_model("bert").float()
+    model.save_pretrained(tmp_path)
+    loop_model, _ = finetune.build_lora_model(finetune.RunConfig(seed=7, rank=4), tmp_path, 2)
+    values = initial_adapter_values(model, AdapterSpec(7, 4, 1e-3),
+                                    TrainSettings(placement="all-layers", head="native"))
+    head = {name.rsplit(".", 1)[-1]: p for name, p in loop_model.named_parameters()
+            if "classifier.modules_to_save.default" in name}
+    assert torch.equal(head["weight"], values["head.0.weight"])
+    assert torch.equal(head["bias"], values["head.0.bias"])
+    layers = [(name, m) for name, m in loop_model.named_modules() if isinstance(m, LoraLayer)]
+    assert len(layers) == 4
+    for name, module in layers:
+        key = f"{name.split('.layer.')[1].split('.')[0]}.{name.rsplit('.', 1)[1]}"
+        assert torch.equal(module.lora_A["default"].weight, values[f"lora_A.{key}"]), key
+        assert torch.equal(module.lora_B["default"].weight, values[f"lora_B.{key}"]), key
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("head", HEADS)
+@pytest.mark.parametrize("placement", PLACEMENTS)
+def test_a_cuda_training_step_never_waits_for_the_device(device, placement, head):
+    """No host synchronisation inside a step (CUDA's sync debug mode raises on one), and a whole
+    run completes under bf16 autocast. With --device cpu only the whole run is checked."""
+    model = tiny_model("bert").float().to(device)
+    train, dev, test = (SplitTensors(*(None if t is None else t.to(device) for t in (
+        split.input_ids, split.attention_mask, split.labels, split.token_type_ids)))
+        for split in tiny_task(model))
+    settings = TrainSettings(placement=placement, head=head, **SETTINGS)
+    if device.startswith("cuda"):
+        trainer = StackedTrainer(model, ADAPTERS, settings, train, dev, test)
+        trainer.train_step(1)  # lazy CUDA initialisation may synchronise once
+        torch.cuda.set_sync_debug_mode("error")
+        try:
+            for step in range(2, 5):
+                trainer.train_step(step)
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
+    for record in train_stacked(model, ADAPTERS, settings, train, dev, test):
+        assert 0 <= record["test_accuracy"] <= 1 and len(record["test_predictions"]) == len(test)
 
 
 # --- real MiniLM --------------------------------------------------------------------------------
