@@ -222,9 +222,11 @@ def minilm_sst2(data_dir, k: int = 16, seed: int = 13, test_cap: int = 200):
 
 
 @pytest.mark.slow
-def test_minilm_sst2_stacked_predicts_as_peft_alone(data_dir):
+@pytest.mark.parametrize("placement", PLACEMENTS)
+def test_minilm_sst2_stacked_predicts_as_peft_alone(data_dir, placement):
     model, (train, dev, test) = minilm_sst2(data_dir)
-    settings = TrainSettings(placement="last-layer", head="native", steps=30, eval_every=10,
+    # 20 steps keep the all-layers case under a minute on 2 shared cores
+    settings = TrainSettings(placement=placement, head="native", steps=20, eval_every=10,
                              batch_size=8)
     adapters = [AdapterSpec(13, 1, 2e-3), AdapterSpec(21, 12, 1e-3)]
     stacked = train_stacked(model, adapters, settings, train, dev, test, keep_step_losses=True)
