@@ -1,0 +1,90 @@
+"""Per-adapter training-step time: the stacked engine with 1, 10 and 50 adapters against one peft
+adapter trained alone, for both placements, on MiniLM at batch 8 and length 128 (float32, CPU).
+
+One step is forward, backward and optimizer update; evaluation, setup and (for ``last-layer``)
+the one-time frozen prefix pass over the training rows are outside the timing. The peft step is
+the single-run loop's body on a ready batch (its per-step collation is left out, which favours
+peft). Each benchmark's ``extra_info`` holds ``per_adapter_step_s`` (the fastest round divided by
+the number of adapters); a group's ratios are peft's figure over the stacked ones. Runs with
+``--benchmark-only``; marked ``slow`` (the 50-adapter all-layers step alone takes tens of seconds).
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from bench_timing import one_torch_thread
+
+from lora_claims.methods.finetune.peft_reference import build_peft_model
+from lora_claims.methods.finetune.stacked import (
+    AdapterSpec,
+    SplitTensors,
+    StackedTrainer,
+    TrainSettings,
+)
+
+pytestmark = pytest.mark.slow
+
+BATCH, LENGTH, TRAIN_ROWS = 8, 128, 32
+ROUNDS = 3  # timed rounds after one warm-up round
+
+
+@pytest.fixture(scope="module")
+def minilm():
+    from transformers import AutoModelForSequenceClassification
+
+    from lora_claims.methods.finetune.models import MissingModel, minilm_path
+
+    try:
+        path = minilm_path()
+    except MissingModel as reason:
+        pytest.skip(str(reason))
+    model = AutoModelForSequenceClassification.from_pretrained(
+        path, num_labels=2, local_files_only=True, dtype=torch.float32)
+    generator = torch.Generator().manual_seed(0)
+    rows = [[101] + torch.randint(1000, model.config.vocab_size, (LENGTH - 2,),
+                                  generator=generator).tolist() + [102]
+            for _ in range(TRAIN_ROWS)]
+    split = SplitTensors.collate(rows, [i % 2 for i in range(TRAIN_ROWS)], 0)
+    return model, split
+
+
+def adapters(count: int) -> list[AdapterSpec]:
+    return [AdapterSpec(seed, 1 if seed % 2 else 12, 1e-3) for seed in range(count)]
+
+
+@pytest.mark.parametrize("placement", ["last-layer", "all-layers"])
+@pytest.mark.parametrize("engine, count", [("peft", 1), ("stacked", 1), ("stacked", 10),
+                                           ("stacked", 50)])
+def test_per_adapter_step(benchmark, minilm, placement, engine, count):
+    model, split = minilm
+    settings = TrainSettings(placement=placement, head="native", steps=10_000, batch_size=BATCH)
+    with one_torch_thread():
+        if engine == "peft":
+            step = peft_step(model, adapters(1)[0], settings, split)
+        else:
+            trainer = StackedTrainer(model, adapters(count), settings, split, split, split)
+            counter = iter(range(1, settings.steps + 1))
+            step = lambda: trainer.train_step(next(counter))  # noqa: E731
+        benchmark.group = f"stacked-vs-peft {placement} MiniLM b{BATCH} L{LENGTH}"
+        benchmark.pedantic(step, rounds=ROUNDS, iterations=1, warmup_rounds=1)
+    benchmark.extra_info.update(engine=engine, adapters=count, placement=placement,
+                                per_adapter_step_s=benchmark.stats.stats.min / count)
+
+
+def peft_step(model, adapter: AdapterSpec, settings: TrainSettings, split: SplitTensors):
+    """One step of the single-run loop (as in ``train_peft_reference``) on a fixed batch."""
+    peft_model, forward = build_peft_model(model, adapter, settings)
+    trainable = [p for p in peft_model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(trainable, lr=adapter.learning_rate)
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: 1.0 - s / settings.steps)
+    rows = torch.arange(BATCH)
+    inputs, labels = split.model_inputs(rows), split.labels[rows]
+
+    def step():
+        torch.nn.functional.cross_entropy(forward(inputs), labels).backward()
+        optimizer.step()
+        schedule.step()
+        optimizer.zero_grad(set_to_none=True)
+
+    return step

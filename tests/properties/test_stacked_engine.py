@@ -1,0 +1,315 @@
+"""The stacked engine against its contract: each adapter of a stacked group trains exactly as it
+would alone through peft (same init, data order, dropout, placement, head and optimizer).
+
+Tiny random BERT and RoBERTa models in float64 make "exactly" testable: per-step losses agree to
+1e-9 relative and every prediction is the same. On real MiniLM in float32 the two engines round
+differently, so the test asks for the same test predictions on at least 99% of rows.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from lora_claims.errors import InvalidArgument
+from lora_claims.methods.finetune.peft_reference import train_peft_reference
+from lora_claims.methods.finetune.stacked import (
+    HEADS,
+    PLACEMENTS,
+    AdapterSpec,
+    SplitTensors,
+    StackedTrainer,
+    TrainSettings,
+    batch_schedule,
+    initial_adapter_values,
+    train_stacked,
+)
+from tests.finetune_support import require_glue_data
+
+VOCAB, CUES = 100, (10, 11)  # every other token is the label's cue
+# ranks 1 and 4 share one padded group; seeds and learning rates differ per adapter
+ADAPTERS = (AdapterSpec(3, 1, 5e-2), AdapterSpec(4, 4, 2e-2), AdapterSpec(5, 4, 8e-2, alpha=3.0))
+# 12 training rows in batches of 5: every third step trains on a short batch of 2; passes of 2
+# adapters (10 rows), so a step takes two forward/backward passes
+SETTINGS = dict(steps=9, eval_every=2, batch_size=5, eval_rows=7, weight_decay=0.01,
+                rows_per_pass=10)
+
+
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """One torch thread: on the shared 2-core machine a second thread made these tiny float64
+    runs 5x slower whenever a neighbour was busy."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def tiny_model(architecture: str, seed: int = 0):
+    from transformers import (
+        BertConfig,
+        BertForSequenceClassification,
+        RobertaConfig,
+        RobertaForSequenceClassification,
+    )
+
+    torch.manual_seed(seed)
+    shape = dict(vocab_size=VOCAB, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                 intermediate_size=64, num_labels=2)
+    if architecture == "bert":
+        model = BertForSequenceClassification(BertConfig(max_position_embeddings=64, **shape))
+    else:
+        model = RobertaForSequenceClassification(
+            RobertaConfig(max_position_embeddings=64, pad_token_id=1, **shape))
+    return model.double()
+
+
+def synthetic_split(rows: int, pad_id: int, generator: torch.Generator, token_types: bool):
+    """Rows of 3 to 11 tokens (never the pad id), the label's cue at even positions and random
+    tokens between: both pooling kinds separate the classes within a few steps, so predictions are
+    not all alike and comparing them says something."""
+    lengths = torch.randint(3, 12, (rows,), generator=generator).tolist()
+    labels = torch.randint(0, 2, (rows,), generator=generator).tolist()
+    noise = torch.randint(12, VOCAB, (rows, 11), generator=generator).tolist()
+    ids = [[CUES[label] if i % 2 == 0 else noise[row][i] for i in range(n)]
+           for row, (n, label) in enumerate(zip(lengths, labels, strict=True))]
+    types = [[0] * (n // 2) + [1] * (n - n // 2) for n in lengths] if token_types else None
+    return SplitTensors.collate(ids, labels, pad_id, token_type_ids=types)
+
+
+def tiny_task(model):
+    generator = torch.Generator().manual_seed(1)
+    types = model.config.model_type == "bert"
+    return tuple(synthetic_split(n, model.config.pad_token_id, generator, types)
+                 for n in (12, 8, 10))
+
+
+def assert_same_run(stacked: dict, alone: dict, rel: float = 1e-9) -> None:
+    assert stacked["engine"] == "stacked" and alone["engine"] == "peft"
+    losses = torch.tensor(stacked["step_losses"], dtype=torch.float64)
+    reference = torch.tensor(alone["step_losses"], dtype=torch.float64)
+    torch.testing.assert_close(losses, reference, rtol=rel, atol=0)
+    assert stacked["test_predictions"] == alone["test_predictions"]
+    assert [row[:2] for row in stacked["dev_curve"]] == [row[:2] for row in alone["dev_curve"]]
+    for key in ("best_step", "train_accuracy", "dev_accuracy", "test_accuracy", "test_labels",
+                "placement", "head", "dropout", "lora_params", "head_params", "lora_scale"):
+        assert stacked[key] == alone[key], key
+
+
+@pytest.mark.parametrize("head", HEADS)
+@pytest.mark.parametrize("placement", PLACEMENTS)
+@pytest.mark.parametrize("architecture", ["bert", "roberta"])
+def test_stacked_group_trains_each_adapter_as_peft_does_alone(architecture, placement, head):
+    model = tiny_model(architecture)
+    train, dev, test = tiny_task(model)
+    # rsLoRA on RoBERTa only: both scalings are covered without doubling the cases
+    settings = TrainSettings(placement=placement, head=head, rslora=architecture == "roberta",
+                             **SETTINGS)
+    stacked = train_stacked(model, ADAPTERS, settings, train, dev, test, keep_step_losses=True)
+    for adapter, record in zip(ADAPTERS, stacked, strict=True):
+        alone = train_peft_reference(model, adapter, settings, train, dev, test,
+                                     keep_step_losses=True)
+        assert_same_run(record, alone)
+    # the runs must have learned something, or equal predictions would prove little
+    assert any(len(set(r["test_predictions"])) > 1 for r in stacked)
+
+
+def test_rank_padding_stays_exactly_zero():
+    model = tiny_model("bert")
+    train, dev, test = tiny_task(model)
+    settings = TrainSettings(placement="all-layers", head="linear-cls", **SETTINGS)
+    ranks = [1, 4, 2]
+    trainer = StackedTrainer(model, [AdapterSpec(s, r, 5e-2) for s, r in enumerate(ranks)],
+                             settings, train, dev, test)
+    for step in range(1, settings.steps + 1):
+        trainer.train_step(step)
+    for name, tensor in trainer.bank.tensors.items():
+        for slot, rank in enumerate(ranks):
+            if name.startswith("lora_A"):
+                used, padding = tensor[slot, :rank], tensor[slot, rank:]
+            elif name.startswith("lora_B"):
+                used, padding = tensor[slot, :, :rank], tensor[slot, :, rank:]
+            else:
+                continue
+            assert torch.count_nonzero(padding) == 0, (name, slot)
+            assert torch.count_nonzero(used) == used.numel(), (name, slot)  # B did train
+
+
+def test_batch_schedule_replays_the_single_run_queue():
+    n_rows, batch_size, steps, seed = 12, 5, 11, 7
+    rows, valid = batch_schedule(n_rows, batch_size, steps, seed)
+    order, queue, expected = torch.Generator().manual_seed(seed), [], []
+    for _ in range(steps):  # the queue logic of lora_claims.methods.finetune.runs.train_and_evaluate
+        if not queue:
+            queue = torch.randperm(n_rows, generator=order).tolist()
+        batch, queue = queue[:batch_size], queue[batch_size:]
+        expected.append(batch)
+    assert [r[v].tolist() for r, v in zip(rows, valid, strict=True)] == expected
+
+
+def test_initial_values_are_the_single_run_loops_draws(tmp_path):
+    """For the native head on all layers, ``initial_adapter_values`` draws what today's
+    ``lora_claims.methods.finetune.runs.build_lora_model`` draws for the same seed."""
+    from peft.tuners.lora import LoraLayer
+
+    from lora_claims import finetune
+
+    model = tiny_model("bert").float()
+    model.save_pretrained(tmp_path)
+    loop_model, _ = finetune.build_lora_model(finetune.RunConfig(seed=7, rank=4), tmp_path, 2)
+    values = initial_adapter_values(model, AdapterSpec(7, 4, 1e-3),
+                                    TrainSettings(placement="all-layers", head="native"))
+    head = {name.rsplit(".", 1)[-1]: p for name, p in loop_model.named_parameters()
+            if "classifier.modules_to_save.default" in name}
+    assert torch.equal(head["weight"], values["head.0.weight"])
+    assert torch.equal(head["bias"], values["head.0.bias"])
+    layers = [(name, m) for name, m in loop_model.named_modules() if isinstance(m, LoraLayer)]
+    assert len(layers) == 4
+    for name, module in layers:
+        key = f"{name.split('.layer.')[1].split('.')[0]}.{name.rsplit('.', 1)[1]}"
+        assert torch.equal(module.lora_A["default"].weight, values[f"lora_A.{key}"]), key
+        assert torch.equal(module.lora_B["default"].weight, values[f"lora_B.{key}"]), key
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("head", HEADS)
+@pytest.mark.parametrize("placement", PLACEMENTS)
+def test_a_cuda_training_step_never_waits_for_the_device(device, placement, head):
+    """No host synchronisation inside a step (CUDA's sync debug mode raises on one), and a whole
+    run completes under bf16 autocast. With --device cpu only the whole run is checked."""
+    model = tiny_model("bert").float().to(device)
+    train, dev, test = (SplitTensors(*(None if t is None else t.to(device) for t in (
+        split.input_ids, split.attention_mask, split.labels, split.token_type_ids)))
+        for split in tiny_task(model))
+    settings = TrainSettings(placement=placement, head=head, **SETTINGS)
+    if device.startswith("cuda"):
+        trainer = StackedTrainer(model, ADAPTERS, settings, train, dev, test)
+        trainer.train_step(1)  # lazy CUDA initialisation may synchronise once
+        torch.cuda.set_sync_debug_mode("error")
+        try:
+            for step in range(2, 5):
+                trainer.train_step(step)
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
+    for record in train_stacked(model, ADAPTERS, settings, train, dev, test):
+        assert 0 <= record["test_accuracy"] <= 1 and len(record["test_predictions"]) == len(test)
+
+
+# --- real MiniLM --------------------------------------------------------------------------------
+
+
+def minilm_sst2(data_dir, k: int = 16, seed: int = 13, test_cap: int = 200):
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from lora_claims.methods.data.kshot import load_few_shot
+    from lora_claims.methods.finetune.models import MissingModel, minilm_path
+
+    try:
+        path = minilm_path()
+    except MissingModel as reason:
+        pytest.skip(str(reason))
+    data = load_few_shot(require_glue_data(data_dir), "SST-2", k, seed, test_cap)
+    tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
+    model = AutoModelForSequenceClassification.from_pretrained(
+        path, num_labels=2, local_files_only=True, dtype=torch.float32)
+
+    def tensors(split):
+        encoded = tokenizer([e.text_a for e in split.examples], truncation=True, max_length=128)
+        return SplitTensors.collate(encoded["input_ids"], split.labels, tokenizer.pad_token_id,
+                                    token_type_ids=encoded["token_type_ids"])
+
+    return model, tuple(tensors(s) for s in (data.train, data.dev, data.test))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("placement", PLACEMENTS)
+def test_minilm_sst2_stacked_predicts_as_peft_alone(data_dir, placement):
+    model, (train, dev, test) = minilm_sst2(data_dir)
+    # 20 steps keep the all-layers case under a minute on 2 shared cores
+    settings = TrainSettings(placement=placement, head="native", steps=20, eval_every=10,
+                             batch_size=8)
+    adapters = [AdapterSpec(13, 1, 2e-3), AdapterSpec(21, 12, 1e-3)]
+    stacked = train_stacked(model, adapters, settings, train, dev, test, keep_step_losses=True)
+    for adapter, record in zip(adapters, stacked, strict=True):
+        alone = train_peft_reference(model, adapter, settings, train, dev, test,
+                                     keep_step_losses=True)
+        torch.testing.assert_close(torch.tensor(record["step_losses"]),
+                                   torch.tensor(alone["step_losses"]), rtol=1e-3, atol=1e-5)
+        same = sum(a == b for a, b in zip(record["test_predictions"], alone["test_predictions"],
+                                          strict=True))
+        assert same >= 0.99 * len(test), f"{same} of {len(test)} test predictions agree"
+
+
+# --- bad input ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("field, value", [("placement", "middle"), ("head", "pooler"),
+                                          ("steps", 0), ("weight_decay", -1.0),
+                                          ("rows_per_pass", 0)])
+def test_bad_settings_name_the_argument(field, value):
+    with pytest.raises(InvalidArgument, match=field):
+        TrainSettings(**{field: value})
+
+
+@pytest.mark.parametrize("field, value", [("rank", 0), ("learning_rate", 0.0), ("seed", -1),
+                                          ("alpha", float("inf"))])
+def test_bad_adapters_name_the_argument(field, value):
+    arguments = dict(seed=0, rank=1, learning_rate=1e-3) | {field: value}
+    with pytest.raises(InvalidArgument, match=field):
+        AdapterSpec(**arguments)
+
+
+def test_rank_beyond_the_adapted_matrix_is_refused():
+    model = tiny_model("bert")
+    with pytest.raises(InvalidArgument, match=r"rank 33 exceeds min\(in, out\) = 32"):
+        train_stacked(model, [AdapterSpec(0, 33, 1e-3)], TrainSettings(), *tiny_task(model))
+
+
+def test_native_head_needs_a_classification_model():
+    model = tiny_model("bert")
+    task = tiny_task(model)
+    with pytest.raises(InvalidArgument, match="head 'native'"):
+        train_stacked(model.bert, [AdapterSpec(0, 1, 1e-3)], TrainSettings(head="native"), *task)
+
+
+def test_a_group_too_large_for_memory_is_refused_with_the_numbers():
+    model = tiny_model("bert")
+    with pytest.raises(InvalidArgument, match=r"adapters: even one adapter needs about .* GiB"):
+        train_stacked(model, [AdapterSpec(0, 1, 1e-3)], TrainSettings(), *tiny_task(model),
+                      memory_budget_bytes=1000)
+
+
+def test_a_group_larger_than_the_budget_is_split_into_groups_that_fit():
+    from lora_claims.methods.finetune.stacked import estimate_group_bytes
+
+    model = tiny_model("bert")
+    task = tiny_task(model)
+    settings = TrainSettings(head="linear-cls", **SETTINGS)
+    two = sum(estimate_group_bytes(model, settings, 2, 4, task).values())
+    split = train_stacked(model, ADAPTERS, settings, *task, memory_budget_bytes=two,
+                          keep_step_losses=True)
+    whole = train_stacked(model, ADAPTERS, settings, *task, keep_step_losses=True)
+    for part, together in zip(split, whole, strict=True):
+        torch.testing.assert_close(torch.tensor(part["step_losses"], dtype=torch.float64),
+                                   torch.tensor(together["step_losses"], dtype=torch.float64),
+                                   rtol=1e-9, atol=0)
+        assert part["test_predictions"] == together["test_predictions"]
+
+
+def test_unsupported_architecture_is_refused():
+    from transformers import DistilBertConfig, DistilBertForSequenceClassification
+
+    model = DistilBertForSequenceClassification(DistilBertConfig(
+        vocab_size=VOCAB, dim=32, n_layers=1, n_heads=4, hidden_dim=64))
+    with pytest.raises(InvalidArgument, match="model must be a BERT- or RoBERTa-family"):
+        train_stacked(model, [AdapterSpec(0, 1, 1e-3)], TrainSettings(),
+                      *tiny_task(tiny_model("bert")))
+
+
+def test_labels_outside_the_model_are_refused():
+    model = tiny_model("bert")
+    train, dev, test = tiny_task(model)
+    bad = SplitTensors(train.input_ids, train.attention_mask, train.labels + 2,
+                       train.token_type_ids)
+    with pytest.raises(InvalidArgument, match="train labels must lie in 0..1"):
+        train_stacked(model, [AdapterSpec(0, 1, 1e-3)], TrainSettings(), bad, dev, test)
