@@ -152,7 +152,7 @@ def test_initial_values_are_the_single_run_loops_draws(tmp_path):
     ``lora_claims.methods.finetune.runs.build_lora_model`` draws for the same seed."""
     from peft.tuners.lora import LoraLayer
 
-    from lora_claims import finetune
+    from lora_claims.methods.finetune import runs as finetune
 
     model = tiny_model("bert").float()
     model.save_pretrained(tmp_path)
