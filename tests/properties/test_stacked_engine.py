@@ -114,6 +114,33 @@ def test_stacked_group_trains_each_adapter_as_peft_does_alone(architecture, plac
     assert any(len(set(r["test_predictions"])) > 1 for r in stacked)
 
 
+@pytest.mark.parametrize("placement", PLACEMENTS)
+def test_adapters_of_different_data_splits_stack_as_if_trained_apart(placement):
+    """A group may mix data splits (one k-shot split per data seed): each adapter trains and is
+    selected on its own split's rows exactly as in a group of its split alone."""
+    model = tiny_model("bert")
+    generator = torch.Generator().manual_seed(7)
+    splits = [(synthetic_split(12, 0, generator, True), synthetic_split(8, 0, generator, True))
+              for _ in range(2)]
+    test = synthetic_split(10, 0, generator, True)
+    settings = TrainSettings(placement=placement, head="linear-cls", **SETTINGS)
+    mixed = [AdapterSpec(3, 1, 5e-2, split=0), AdapterSpec(4, 4, 2e-2, split=1),
+             AdapterSpec(5, 4, 8e-2, split=1)]
+    together = train_stacked(model, mixed, settings, [s[0] for s in splits], [s[1] for s in splits],
+                             test, keep_step_losses=True)
+    for adapter, record in zip(mixed, together, strict=True):
+        train, dev = splits[adapter.split]
+        alone = train_stacked(model, [AdapterSpec(adapter.seed, adapter.rank, adapter.learning_rate)],
+                              settings, train, dev, test, keep_step_losses=True)[0]
+        torch.testing.assert_close(torch.tensor(record["step_losses"]),
+                                   torch.tensor(alone["step_losses"]), rtol=1e-9, atol=0)
+        assert [row[:2] for row in record["dev_curve"]] == [row[:2] for row in alone["dev_curve"]]
+        for key in ("test_predictions", "best_step", "train_accuracy", "dev_accuracy"):
+            assert record[key] == alone[key], key
+    with pytest.raises(InvalidArgument, match="equal sizes"):
+        train_stacked(model, mixed, settings, [splits[0][0], test], [s[1] for s in splits], test)
+
+
 def test_rank_padding_stays_exactly_zero():
     model = tiny_model("bert")
     train, dev, test = tiny_task(model)

@@ -61,6 +61,7 @@ class AdapterSpec:
     rank: int
     learning_rate: float
     alpha: float | None = None  # None: 2 * rank, the same scale alpha / r at every rank
+    split: int = 0  # which of the group's train/dev splits this adapter learns from
 
     def __post_init__(self) -> None:
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
@@ -149,6 +150,20 @@ class SplitTensors:
 
     def __len__(self) -> int:
         return self.input_ids.shape[0]
+
+    @classmethod
+    def concat(cls, splits: Sequence[SplitTensors]) -> SplitTensors:
+        """One split holding the rows of ``splits`` in order, padded to the widest of them."""
+        width = max(s.input_ids.shape[1] for s in splits)
+
+        def cat(name: str, pad: int):
+            parts = [getattr(s, name) for s in splits]
+            if parts[0] is None:
+                return None
+            return torch.cat([F.pad(p, (0, width - p.shape[1]), value=pad) for p in parts])
+
+        return cls(cat("input_ids", 0), cat("attention_mask", 0),
+                   torch.cat([s.labels for s in splits]), cat("token_type_ids", 0))
 
     def model_inputs(self, rows) -> dict[str, torch.Tensor]:
         """Keyword arguments of a transformers model for the given rows."""
@@ -485,15 +500,39 @@ def adapters_per_group(model, settings: TrainSettings, adapters: Sequence[Adapte
 # --- training -----------------------------------------------------------------------------------
 
 
+def _own_rows(splits, adapters: Sequence[AdapterSpec], name: str):
+    """The union of a group's splits and, per adapter, the indices of its own split's rows."""
+    if isinstance(splits, SplitTensors):
+        splits = [splits]
+    sizes = {len(s) for s in splits}
+    if len(sizes) != 1:
+        raise InvalidArgument(f"{name} splits of one group must have equal sizes, got {sorted(sizes)}")
+    size = sizes.pop()
+    for adapter in adapters:
+        if not 0 <= adapter.split < len(splits):
+            raise InvalidArgument(f"adapter split {adapter.split} outside the group's "
+                                  f"{len(splits)} {name} split(s)")
+    members = torch.stack([torch.arange(size) + adapter.split * size for adapter in adapters])
+    return SplitTensors.concat(splits) if len(splits) > 1 else splits[0], {name: members}
+
+
 class StackedTrainer:
     """One group of adapters on one frozen model. The model is put in eval mode and frozen in
     place (its own weights never receive gradients)."""
 
     def __init__(self, model, adapters: Sequence[AdapterSpec], settings: TrainSettings,
-                 train: SplitTensors, dev: SplitTensors, test: SplitTensors,
-                 keep_step_losses: bool = False):
+                 train: SplitTensors | Sequence[SplitTensors],
+                 dev: SplitTensors | Sequence[SplitTensors], test: SplitTensors,
+                 keep_step_losses: bool = False, prefix=None):
+        """``train`` and ``dev`` are one split, or one per data split with ``AdapterSpec.split``
+        choosing each adapter's (k-shot splits of equal size, as LM-BFF's are); the test split is
+        shared. ``prefix(split, n_layers)`` may supply the frozen prefix states (a cache)."""
         if not adapters:
             raise InvalidArgument("adapters must list at least one adapter")
+        self.prefix = prefix or (lambda split, n_layers: frozen_prefix_states(model, split, n_layers))
+        train, self.members = _own_rows(train, adapters, "train")
+        dev, dev_members = _own_rows(dev, adapters, "dev")
+        self.members["dev"] = dev_members["dev"]
         check_ranks(model, settings.placement, [a.rank for a in adapters])
         shapes = head_shapes(model, settings.head)
         for name, split in (("train", train), ("dev", dev), ("test", test)):
@@ -531,9 +570,13 @@ class StackedTrainer:
             self.bank, torch.tensor([a.learning_rate for a in adapters], dtype=torch.float64),
             settings.weight_decay, settings.steps)
 
-        schedules = [batch_schedule(len(train), settings.batch_size, settings.steps, a.seed)
+        own_rows = self.members["train"].shape[1]
+        schedules = [batch_schedule(own_rows, settings.batch_size, settings.steps, a.seed)
                      for a in adapters]
-        self.rows = torch.stack([rows for rows, _ in schedules], dim=1).to(self.device)
+        local = torch.stack([rows for rows, _ in schedules], dim=1)  # (steps, adapters, batch)
+        self.rows = torch.gather(self.members["train"].unsqueeze(0).expand(settings.steps, -1, -1),
+                                 2, local).to(self.device)
+        self.members = {name: rows.to(self.device) for name, rows in self.members.items()}
         self.weights = torch.stack([valid for _, valid in schedules], dim=1).to(self.device, dtype)
         self.step_losses = torch.zeros(settings.steps, count, dtype=dtype, device=self.device)
         self.inputs = {"train": self.cached_inputs(train), "dev": self.cached_inputs(dev)}
@@ -544,7 +587,7 @@ class StackedTrainer:
         """What a step reads per example: the states entering the first adapted layer, that
         layer's frozen projections of them, and the key mask."""
         first = self.adapted[0]
-        states = frozen_prefix_states(self.model, split, first)
+        states = self.prefix(split, first)
         query_first_token = self.settings.head != "linear-mean" and first == len(self.layers) - 1
         return {"states": states, "attend": split.attention_mask.bool(),
                 **frozen_projections(self.layers[first], states, query_first_token)}
@@ -617,13 +660,26 @@ class StackedTrainer:
             predictions.append(logits.argmax(-1))
         return torch.cat(predictions, dim=1)
 
-    def accuracy(self, predictions: torch.Tensor, split: SplitTensors) -> torch.Tensor:
-        return (predictions == split.labels).to(torch.float64).mean(1)
+    @torch.no_grad()
+    def predict_own(self, name: str) -> torch.Tensor:
+        """Predicted labels (adapters, rows) of every adapter on its own rows of a train or dev
+        split (its k-shot split's rows, gathered per adapter)."""
+        members, inputs = self.members[name], self.inputs[name]
+        predictions = []
+        for part in self.passes:
+            gathered = {key: value[members[part]] for key, value in inputs.items()}
+            predictions.append(self.logits(gathered, part).argmax(-1))
+        return torch.cat(predictions)
+
+    def accuracy(self, predictions: torch.Tensor, name: str) -> torch.Tensor:
+        labels = self.splits[name].labels
+        labels = labels[self.members[name]] if name in self.members else labels.expand_as(predictions)
+        return (predictions == labels).to(torch.float64).mean(1)
 
     def fit(self) -> list[dict]:
         """Train, keep each adapter's best-dev checkpoint (strictly better than any earlier
         evaluation), restore it, and return one record per adapter."""
-        settings, dev = self.settings, self.splits["dev"]
+        settings = self.settings
         count = len(self.adapters)
         best_accuracy = torch.full((count,), -1.0, dtype=torch.float64, device=self.device)
         best_step = torch.zeros(count, dtype=torch.long, device=self.device)
@@ -632,7 +688,7 @@ class StackedTrainer:
         for step in range(1, settings.steps + 1):
             self.train_step(step)
             if step % settings.eval_every == 0 or step == settings.steps:
-                accuracy = self.accuracy(self.predict(self.inputs["dev"]), dev)
+                accuracy = self.accuracy(self.predict_own("dev"), "dev")
                 improved = accuracy > best_accuracy
                 best_accuracy = torch.where(improved, accuracy, best_accuracy)
                 best_step = torch.where(improved, step, best_step)
@@ -642,10 +698,10 @@ class StackedTrainer:
         with torch.no_grad():
             self.bank.values.copy_(best_values)
         self.inputs["test"] = self.cached_inputs(self.splits["test"])
-        predictions = {name: self.predict(self.inputs[name]) for name in self.splits}
+        predictions = {"train": self.predict_own("train"), "dev": self.predict_own("dev"),
+                       "test": self.predict(self.inputs["test"])}
         del self.inputs["test"]
-        accuracies = {name: self.accuracy(predictions[name], split).tolist()
-                      for name, split in self.splits.items()}
+        accuracies = {name: self.accuracy(predictions[name], name).tolist() for name in predictions}
         eval_steps = [step for step, _, _ in curve]
         dev_accuracies = torch.stack([accuracy for _, accuracy, _ in curve], 1).tolist()
         train_losses = torch.stack([loss for _, _, loss in curve], 1).tolist()
@@ -706,17 +762,21 @@ def adapter_record(engine: str, adapter: AdapterSpec, settings: TrainSettings, m
 
 
 def train_stacked(model, adapters: Sequence[AdapterSpec], settings: TrainSettings,
-                  train: SplitTensors, dev: SplitTensors, test: SplitTensors, *,
-                  memory_budget_bytes: int | None = None,
-                  keep_step_losses: bool = False) -> list[dict]:
+                  train: SplitTensors | Sequence[SplitTensors],
+                  dev: SplitTensors | Sequence[SplitTensors], test: SplitTensors, *,
+                  memory_budget_bytes: int | None = None, keep_step_losses: bool = False,
+                  prefix=None) -> list[dict]:
     """Train ``adapters`` on the frozen ``model`` and return one record per adapter, in order.
-    Groups are as large as the memory estimate allows (see ``adapters_per_group``)."""
+    Groups are as large as the memory estimate allows (see ``adapters_per_group``); ``train`` and
+    ``dev`` may hold one split per data split (see ``StackedTrainer``)."""
     if not adapters:
         raise InvalidArgument("adapters must list at least one adapter")
     check_ranks(model, settings.placement, [a.rank for a in adapters])
-    size = adapters_per_group(model, settings, adapters, (train, dev, test), memory_budget_bytes)
+    unions = [s if isinstance(s, SplitTensors) else SplitTensors.concat(s) for s in (train, dev)]
+    size = adapters_per_group(model, settings, adapters, (*unions, test), memory_budget_bytes)
     records = []
     for start in range(0, len(adapters), size):
         group = adapters[start : start + size]
-        records += StackedTrainer(model, group, settings, train, dev, test, keep_step_losses).fit()
+        records += StackedTrainer(model, group, settings, train, dev, test, keep_step_losses,
+                                  prefix).fit()
     return records
