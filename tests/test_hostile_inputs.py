@@ -66,7 +66,7 @@ FINETUNE = ("finetune", "--steps", "1", "--eval-every", "1", "--test-cap", "8")
 def test_an_unusable_out_is_refused_up_front(command, where, a_file, tmp_path):
     out = a_file / "x" if where == "under-a-file" else Path("/proc/lora-claims-out")
     args = {"cstar": (*CSTAR, "--out", out),
-            "finetune": (*FINETUNE, "--out", out / "records.json"),
+            "finetune": (*FINETUNE, "--out", out),
             "report": ("report", tmp_path / "report.json", "--out", out / "report.md"),
             "bench-table": ("bench-table", tmp_path / "bench.json", "--out", out / "t.md")}[command]
     before = files_under(tmp_path)
@@ -75,11 +75,11 @@ def test_an_unusable_out_is_refused_up_front(command, where, a_file, tmp_path):
     assert files_under(tmp_path) == before
 
 
-@pytest.mark.parametrize("command", ["finetune", "report", "bench-table"])
+@pytest.mark.parametrize("command", ["report", "bench-table"])
 def test_an_out_file_that_is_a_folder_is_refused(command, tmp_path):
     folder = tmp_path / "a-folder"
     folder.mkdir()
-    args = {"finetune": FINETUNE, "report": ("report", tmp_path / "report.json"),
+    args = {"report": ("report", tmp_path / "report.json"),
             "bench-table": ("bench-table", tmp_path / "bench.json")}[command]
     result = lora_claims(*args, "--out", folder, cwd=tmp_path)
     assert_one_line_error(result, command, f"--out {folder}: is a folder")

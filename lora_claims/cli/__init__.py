@@ -224,8 +224,18 @@ def _add_finetune(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--k", type=int, default=16, help="examples per class (default: 16)")
     parser.add_argument("--alpha", type=float, default=None, help="LoRA alpha (default: 2 * rank)")
     parser.add_argument("--rslora", action="store_true", help="scale alpha / sqrt(r)")
-    parser.add_argument("--target-modules", default=None,
-                        help="comma-separated (default: query and value for the architecture)")
+    parser.add_argument("--engine", choices=("stacked", "peft"), default="stacked",
+                        help="stacked: runs sharing an encoder train in one pass (default); "
+                             "peft: one run at a time through peft, the reference")
+    parser.add_argument("--placement", choices=("all-layers", "last-layer"), default="all-layers",
+                        help="LoRA on query/value of every layer (default) or of the last layer "
+                             "only (Jang et al.'s default; its frozen prefix is cached)")
+    parser.add_argument("--head", choices=("native", "linear-cls", "linear-mean"), default="native",
+                        help="the architecture's classification head (default), or a linear head "
+                             "on the first token or on the token mean")
+    parser.add_argument("--random-init", action="store_true",
+                        help="the architecture with random weights (shipped configs: roberta-base, "
+                             "roberta-large, bert-base-uncased): plumbing and speed, never a verdict")
     parser.add_argument("--lr", type=float, default=5e-4, help="learning rate (default: 5e-4)")
     parser.add_argument("--steps", type=int, default=1000)
     parser.add_argument("--eval-every", type=int, default=100)
@@ -239,7 +249,8 @@ def _add_finetune(subparsers: argparse._SubParsersAction) -> None:
                         help="local path of a model, repeatable")
     parser.add_argument("--cache-dir", type=Path, default=None,
                         help="result cache (default: $LORA_CLAIMS_CACHE or ~/.cache/lora-claims)")
-    parser.add_argument("--out", type=Path, default=None, help="write the records as JSON here")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="folder: one JSON record per run (the format `compare` reads)")
     parser.add_argument("--no-progress", action="store_true")
     parser.set_defaults(handler=_run_finetune)
 
@@ -247,20 +258,20 @@ def _add_finetune(subparsers: argparse._SubParsersAction) -> None:
 def _run_finetune(args: argparse.Namespace) -> int:
     from lora_claims.methods.finetune.runs import RunConfig, RunInputs, run_sweep
 
-    targets = tuple(t for t in (args.target_modules or "").split(",") if t) or None
     with flag_names(FINETUNE_FLAGS):
         configs = [
             RunConfig(model=args.model, task=task, k=args.k, seed=seed, rank=rank,
-                      alpha=args.alpha, rslora=args.rslora, target_modules=targets,
+                      alpha=args.alpha, rslora=args.rslora,
                       learning_rate=args.lr, steps=args.steps, eval_every=args.eval_every,
                       batch_size=args.batch_size, max_length=args.max_length,
-                      test_cap=args.test_cap or None, device=args.device)
+                      test_cap=args.test_cap or None, device=args.device, engine=args.engine,
+                      placement=args.placement, head=args.head, random_init=args.random_init)
             for task in args.tasks
             for rank in args.ranks
             for seed in args.seeds
         ]
     if args.out:
-        probe_file("--out", args.out)
+        probe_folder("--out", args.out)
     cache = _cache_for(args)
     _check_device(args.device)
     inputs = RunInputs(args.data_dir or default_data_dir(), parse_model_paths(args.model_path), cache)
@@ -274,8 +285,12 @@ def _run_finetune(args: argparse.Namespace) -> int:
               f"{record['best_step']:>5} {record['lora_params']:>8} {record['head_params']:>7} "
               f"{record['wall_seconds']:7.1f}")
     if args.out:
-        atomic_write_text(args.out, to_json(records))
-        print(f"records written to {args.out}")
+        for record in records:
+            config = record["config"]
+            name = (f"{config['task']}_{record['model'].replace('/', '-')}_r{config['rank']}_"
+                    f"seed{config['seed']}_{record['config_hash']}.json")
+            atomic_write_text(args.out / name, to_json(record))
+        print(f"{len(records)} records written to {args.out}/")
     return 0
 
 

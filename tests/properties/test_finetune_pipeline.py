@@ -101,31 +101,31 @@ def test_lora_gradients_follow_the_b_zero_initialization(tiny):
 
 def test_cache_replays_and_keys_on_config(inputs, monkeypatch):
     first = run_finetune(config(), inputs)
-    monkeypatch.setattr(finetune, "train_and_evaluate", lambda *a: pytest.fail("recomputed"))
+    monkeypatch.setattr(finetune, "train_group", lambda *a, **k: pytest.fail("recomputed"))
     assert run_finetune(config(), inputs)["test_accuracy"] == first["test_accuracy"]
     with pytest.raises(pytest.fail.Exception, match="recomputed"):
         run_finetune(config(rank=3), inputs)
 
 
 def test_interrupted_sweep_leaves_no_corrupt_entry_and_resumes(inputs, monkeypatch):
-    real = finetune.train_and_evaluate
+    real = finetune.train_group
     calls = []
 
-    def interrupted(cfg, *args):
-        calls.append(cfg.seed)
+    def interrupted(configs, *args, **kwargs):
+        calls.append(configs[0].rank)
         if len(calls) == 2:
             raise KeyboardInterrupt
-        return real(cfg, *args)
+        return real(configs, *args, **kwargs)
 
-    monkeypatch.setattr(finetune, "train_and_evaluate", interrupted)
-    configs = [config(seed=13), config(seed=42)]
+    monkeypatch.setattr(finetune, "train_group", interrupted)
+    configs = [config(rank=2), config(rank=2, steps=3, eval_every=3)]  # two groups: two settings
     with pytest.raises(KeyboardInterrupt):
         run_sweep(configs, inputs, progress=False)
     files = list((inputs.cache.root / "finetune").iterdir())
     assert len(files) == 1 and json.loads(files[0].read_text())["result"]["schema"] == finetune.FINETUNE_RUNS.schema
     calls.clear()
     results = run_sweep(configs, inputs, progress=False)
-    assert calls == [42] and len(results) == 2  # only the unfinished run is computed
+    assert calls == [2] and len(results) == 2  # only the unfinished group is computed
 
 
 def test_bad_inputs_fail_clearly(inputs, tiny, tmp_path):
@@ -144,8 +144,12 @@ def test_bad_inputs_fail_clearly(inputs, tiny, tmp_path):
         check_model_folder(tmp_path / "absent", "mine")
     with pytest.raises(NotEvaluable, match="not available offline"):
         resolve_model("no-such-org/no-such-model")
-    with pytest.raises(InvalidArgument, match="target modules"):
-        run_finetune(config(target_modules=("nope",)), inputs)
+    with pytest.raises(InvalidArgument, match="--placement middle"):
+        config(placement="middle")
+    with pytest.raises(InvalidArgument, match="--head pooler"):
+        config(head="pooler")
+    with pytest.raises(InvalidArgument, match="--random-init: no shipped architecture"):
+        run_finetune(config(random_init=True, model="gpt2"), inputs)
     with pytest.raises(NotEvaluable, match="no GLUE data"):
         run_finetune(config(), RunInputs(None, inputs.model_paths, inputs.cache))
 
@@ -200,12 +204,16 @@ def test_mpnet_unpacks_into_the_default_cache(tmp_path, monkeypatch):
 
 
 def test_cli_runs_a_sweep(tiny, tmp_path, capsys):
-    out = tmp_path / "records.json"
+    out = tmp_path / "records"
     code = main(["finetune", "--model", "tiny", "--model-path", f"tiny={tiny['model']}",
                  "--data-dir", str(tiny["data"]), "--ranks", "1,2", "--seeds", "13",
                  "--steps", "2", "--eval-every", "1", "--max-length", "16", "--test-cap", "0",
                  "--cache-dir", str(tmp_path / "cache"), "--out", str(out), "--no-progress"])
     assert code == 0
     printed = capsys.readouterr().out
-    assert "SST-2" in printed and len(json.loads(out.read_text())) == 2
+    records = [json.loads(path.read_text()) for path in sorted(out.glob("*.json"))]
+    assert "SST-2" in printed and [r["rank"] for r in records] == [1, 2]
+    for record in records:  # the per-example fields `lora-claims compare` reads
+        assert len(record["test_predictions"]) == len(record["test_labels"]) == record["test_size"]
+        assert record["engine"] == "stacked" and record["placement"] == "all-layers"
     assert main(["finetune", "--tasks", "nope", "--data-dir", str(tiny["data"])]) == 2

@@ -1,15 +1,13 @@
-"""Few-shot LoRA fine-tuning runs: one config in, one result record out, cached by config hash.
+"""Few-shot LoRA fine-tuning runs: configs in, one result record per run, cached by config hash.
 
 A run follows the LM-BFF protocol: train on the k-shot train split of one data seed, evaluate on
 the k-shot dev split every ``eval_every`` steps, keep the adapter and head of the best dev
-accuracy, and report train/dev/test accuracy of that checkpoint. The model is
-``AutoModelForSequenceClassification`` wrapped with a peft LoRA adapter on the attention query and
-value projections (the classification head is trained too, counted separately).
+accuracy, and report train/dev/test accuracy of that checkpoint with every test prediction.
 
-Our own loop rather than the Hugging Face Trainer, for speed on small data: every split is
-tokenized once per (tokenizer, split, max length) and kept in memory, batches are padded to their
-own longest row, evaluation runs under ``torch.inference_mode`` in large length-sorted batches,
-the test set is evaluated once (at the selected checkpoint), and checkpoints are kept in memory.
+Runs that share an encoder, a task and the training settings train together in the stacked
+engine (``stacked.py``: one frozen base, one adapter per run, each on its own data split); the
+``peft`` engine trains them one at a time through peft (``peft_reference.py``), the reference the
+stacked engine is tested against. Every record names its engine, placement, head and dropout.
 """
 
 from __future__ import annotations
@@ -29,10 +27,14 @@ from lora_claims.methods.finetune import models as _models  # sets the offline e
 from lora_claims.methods.data.glue import Split, get_task
 from lora_claims.harness.environment import package_versions
 from lora_claims.errors import Interrupted, InvalidArgument, require_int, require_positive_float
-from lora_claims.methods.data.kshot import FewShotData, label_counts, load_few_shot
+from lora_claims.methods.data.kshot import FewShotData, label_counts, load_seed
+from lora_claims.methods.finetune.stacked import HEADS, PLACEMENTS
 from lora_claims.harness.cache import CacheKind, ResultCache, config_hash
 
-FINETUNE_RUNS = CacheKind("finetune", 2)  # bump the schema when training or evaluation changes
+FINETUNE_RUNS = CacheKind("finetune", 3)  # bump the schema when training or evaluation changes
+PREFIX_STATES = CacheKind("frozen-prefix", 1)  # hidden states entering the first adapted layer
+ENGINES = ("stacked", "peft")
+ARCHITECTURES = Path(__file__).parent / "architectures"  # configs for --random-init, no weights
 RUN_PACKAGES = ("torch", "transformers", "peft")  # the versions a run's result depends on
 
 
@@ -58,6 +60,10 @@ class RunConfig:
     test_cap: int | None = 1000
     weight_decay: float = 0.0
     device: str = "cpu"
+    engine: str = "stacked"  # or "peft": one run at a time, the reference
+    placement: str = "all-layers"  # or "last-layer": Jang et al.'s default
+    head: str = "native"  # or "linear-cls", "linear-mean"
+    random_init: bool = False  # the architecture with random weights: plumbing and speed only
 
     def __post_init__(self) -> None:
         # One spelling per task, so that `sst-2` and `SST-2` share their cache entries.
@@ -79,6 +85,11 @@ class RunConfig:
             raise InvalidArgument(f"weight_decay must be >= 0, got {self.weight_decay}")
         if self.target_modules is not None and not self.target_modules:
             raise InvalidArgument("target_modules must name at least one module (or be None)")
+        for flag, value, allowed in (("--engine", self.engine, ENGINES),
+                                     ("--placement", self.placement, PLACEMENTS),
+                                     ("--head", self.head, HEADS)):
+            if value not in allowed:
+                raise InvalidArgument(f"{flag} {value}: choose one of {', '.join(allowed)}")
 
     @property
     def lora_alpha(self) -> float:
@@ -126,7 +137,7 @@ def resolve_device(device: str):
     return chosen
 
 
-def cache_key(config: RunConfig, model: _models.ResolvedModel, data: FewShotData) -> dict:
+def cache_key(config: RunConfig, model_fingerprint: str, data: FewShotData) -> dict:
     """The cache key: the config with the model and data identified by content, not by name, so
     a substituted model or a changed data file never replays a stale result."""
     import torch
@@ -135,7 +146,7 @@ def cache_key(config: RunConfig, model: _models.ResolvedModel, data: FewShotData
     key.pop("model")
     key["device"] = torch.device(config.device).type
     key.update(
-        model_fingerprint=model.fingerprint(),
+        model_fingerprint=model_fingerprint,
         data_fingerprint={s.name: s.fingerprint() for s in (data.train, data.dev, data.test)},
         versions=package_versions(RUN_PACKAGES),
     )
@@ -144,31 +155,197 @@ def cache_key(config: RunConfig, model: _models.ResolvedModel, data: FewShotData
 
 def run_finetune(config: RunConfig, inputs: RunInputs) -> dict[str, Any]:
     """Run ``config`` (or replay it from the cache) and return its result record."""
-    resolve_device(config.device)
-    model = _models.resolve_model(config.model, inputs.model_paths, inputs.cache.root)
-    data = load_few_shot(inputs.data_dir, config.task, config.k, config.seed, config.test_cap)
-    key = cache_key(config, model, data)
-    digest = config_hash(key)
-    record = inputs.cache.get_or_compute(
-        FINETUNE_RUNS, key, lambda: train_and_evaluate(config, model, data) | {"config_hash": digest}
-    )
-    return record | {"model": config.model, "model_source": model.source}
+    return run_sweep([config], inputs, progress=False)[0]
+
+
+@dataclass
+class _Pending:
+    """A run to compute: its config, data, cache key and place in the sweep."""
+
+    index: int
+    config: RunConfig
+    data: FewShotData
+    key: dict
 
 
 def run_sweep(configs: list[RunConfig], inputs: RunInputs, progress: bool = True) -> list[dict]:
-    """Run many configs in order with a progress bar; finished runs are cached one by one, so an
-    interrupted sweep resumes where it stopped."""
+    """Run many configs; cached runs replay, the others train in groups that share an encoder,
+    a task and the training settings (one stacked pass per group, or one peft run at a time).
+    A finished group is cached at once, so an interrupted sweep resumes where it stopped."""
     from tqdm.auto import tqdm
 
-    results = []
+    results: list[dict | None] = [None] * len(configs)
+    pending: dict[tuple, list[_Pending]] = {}
+    for index, config in enumerate(configs):
+        resolve_device(config.device)
+        encoder = load_encoder(config, inputs)
+        data = load_seed(inputs.data_dir, config.task, config.k, config.seed, config.test_cap)
+        key = cache_key(config, encoder.fingerprint, data)
+        record = inputs.cache.load(FINETUNE_RUNS, key)
+        if record is not None:
+            results[index] = record["result"] | encoder.labels(config)
+            continue
+        group = (config.model, config.random_init, config.task, config.k, config.engine,
+                 _settings(config), config.max_length, data.test.fingerprint(), config.device)
+        pending.setdefault(group, []).append(_Pending(index, config, data, key))
+    total = sum(len(runs) * runs[0].config.steps for runs in pending.values())
+    done = len(configs) - sum(len(runs) for runs in pending.values())
     try:
-        with tqdm(configs, desc="fine-tuning", unit="run", disable=not progress) as bar:
-            for config in bar:
-                bar.set_postfix_str(f"{config.model} {config.task} r={config.rank} seed={config.seed}")
-                results.append(run_finetune(config, inputs))
+        with tqdm(total=total, desc="fine-tuning", unit="adapter-step", disable=not progress) as bar:
+            for runs in pending.values():
+                first = runs[0].config
+                bar.set_postfix_str(f"{first.model} {first.task} {len(runs)} runs ({first.engine})")
+                records = train_group([run.config for run in runs], [run.data for run in runs],
+                                      inputs, lambda steps, n=len(runs): bar.update(steps * n))
+                encoder = load_encoder(first, inputs)
+                for run, record in zip(runs, records, strict=True):
+                    record["config_hash"] = config_hash(inputs.cache.key(FINETUNE_RUNS, run.key))
+                    inputs.cache.store(FINETUNE_RUNS, run.key, record)
+                    results[run.index] = record | encoder.labels(run.config)
+                    done += 1
     except KeyboardInterrupt:
-        raise Interrupted(f"{len(results)} of {len(configs)} runs cached; rerun to resume") from None
+        raise Interrupted(f"{done} of {len(configs)} runs cached; rerun to resume") from None
     return results
+
+
+def _settings(config: RunConfig):
+    from lora_claims.methods.finetune.stacked import TrainSettings
+
+    return TrainSettings(placement=config.placement, head=config.head, steps=config.steps,
+                         eval_every=config.eval_every, batch_size=config.batch_size,
+                         weight_decay=config.weight_decay, rslora=config.rslora)
+
+
+# --- encoders -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Encoder:
+    """A frozen base model ready for a group of runs, and what identifies it."""
+
+    model: Any
+    tokenizer_path: Path
+    fingerprint: str
+    source: str
+
+    def labels(self, config: RunConfig) -> dict[str, Any]:
+        return {"model": config.model, "model_source": self.source, "random_init": config.random_init}
+
+
+def load_encoder(config: RunConfig, inputs: RunInputs) -> Encoder:
+    """The pretrained encoder of ``config.model`` in float32 (whatever dtype its weights are
+    stored in), or with ``random_init`` the shipped architecture with seeded random weights and
+    the packaged MiniLM tokenizer (vocabulary size adapted)."""
+    num_labels = get_task(config.task).num_classes
+    if not config.random_init:
+        resolved = _models.resolve_model(config.model, inputs.model_paths, inputs.cache.root)
+        model = load_base_model(str(resolved.path), num_labels)
+        return Encoder(model, resolved.path, resolved.fingerprint(), resolved.source)
+    architecture = ARCHITECTURES / f"{config.model.split('/')[-1]}.json"
+    if not architecture.is_file():
+        shipped = ", ".join(sorted(p.stem for p in ARCHITECTURES.glob("*.json")))
+        raise InvalidArgument(f"--random-init: no shipped architecture for {config.model!r} "
+                              f"(shipped: {shipped})")
+    tokenizer_path = _models.minilm_path()
+    model = random_init_model(str(architecture), str(tokenizer_path), num_labels)
+    digest = config_hash({"architecture": architecture.read_text(), "init_seed": 0})
+    return Encoder(model, tokenizer_path, f"random-init:{digest}", f"random init ({architecture.name})")
+
+
+@functools.lru_cache(maxsize=2)
+def random_init_model(architecture: str, tokenizer_path: str, num_labels: int):
+    import json
+
+    import torch
+    from transformers import AutoConfig, AutoModelForSequenceClassification
+
+    settings = json.loads(Path(architecture).read_text())
+    tokenizer = load_tokenizer(tokenizer_path)
+    settings.update(vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id or 0,
+                    num_labels=num_labels)
+    config = AutoConfig.for_model(**settings)
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        return AutoModelForSequenceClassification.from_config(config, dtype=torch.float32)
+
+
+def train_group(configs: list[RunConfig], datas: list[FewShotData], inputs: RunInputs,
+                on_steps=None) -> list[dict]:
+    """Train runs that share everything but rank, learning rate, alpha and data seed; returns
+    their records in order (per-example test predictions with the test rows' ids)."""
+    from lora_claims.methods.finetune.peft_reference import train_peft_reference
+    from lora_claims.methods.finetune.stacked import AdapterSpec, train_stacked
+
+    first = configs[0]
+    encoder = load_encoder(first, inputs)
+    device = resolve_device(first.device)
+    model = encoder.model.to(device)
+    splits: dict[str, int] = {}
+    trains, devs = [], []
+    for data in datas:  # one train/dev pair per distinct data split
+        fingerprint = data.train.fingerprint() + data.dev.fingerprint()
+        if fingerprint not in splits:
+            splits[fingerprint] = len(trains)
+            trains.append(tensors(encoder, data.train, first.max_length, device))
+            devs.append(tensors(encoder, data.dev, first.max_length, device))
+    test = tensors(encoder, datas[0].test, first.max_length, device)
+    adapters = [AdapterSpec(c.seed, c.rank, c.learning_rate, c.alpha,
+                            splits[d.train.fingerprint() + d.dev.fingerprint()])
+                for c, d in zip(configs, datas, strict=True)]
+    settings = _settings(first)
+    start = time.perf_counter()
+    if first.engine == "stacked":
+        records = train_stacked(model, adapters, settings, trains, devs, test,
+                                prefix=_prefix_cache(encoder, inputs.cache))
+    else:
+        records = [train_peft_reference(model, adapter, settings, trains[adapter.split],
+                                        devs[adapter.split], test) for adapter in adapters]
+    if on_steps is not None:
+        on_steps(first.steps)
+    seconds = (time.perf_counter() - start) / len(records)
+    spec = get_task(first.task)
+    for config, data, record in zip(configs, datas, records, strict=True):
+        record.update(
+            schema=FINETUNE_RUNS.schema, config=config.to_json(),
+            test_row_ids=list(range(len(data.test))), test_fingerprint=data.test.fingerprint(),
+            test_size=len(data.test), test_note=data.test_note,
+            train_label_counts=label_counts(spec, data.train),
+            dev_label_counts=label_counts(spec, data.dev),
+            test_label_counts=label_counts(spec, data.test), device=str(device),
+            wall_seconds=round(seconds, 3), versions=package_versions(RUN_PACKAGES))
+    return records
+
+
+def tensors(encoder: Encoder, split: Split, max_length: int, device):
+    """A split tokenized once and padded once, on the device."""
+    from lora_claims.methods.finetune.stacked import SplitTensors
+
+    encoded = encode(encoder.tokenizer_path, split, max_length)
+    tokenizer = load_tokenizer(str(encoder.tokenizer_path))
+    return SplitTensors.collate(encoded.input_ids, encoded.labels.tolist(),
+                                tokenizer.pad_token_id or 0, device, encoded.token_type_ids)
+
+
+def _prefix_cache(encoder: Encoder, cache: ResultCache):
+    """The frozen prefix states of a split, cached on disk by model and token content: shared by
+    every rank, seed and learning rate that trains or tests on those rows, and by later runs."""
+    import hashlib
+
+    from lora_claims.methods.finetune.stacked import frozen_prefix_states
+
+    def prefix(split, n_layers: int):
+        digest = hashlib.sha256()
+        for value in (split.input_ids, split.attention_mask, split.token_type_ids):
+            if value is not None:
+                digest.update(value.cpu().numpy().tobytes())
+        key = {"model": encoder.fingerprint, "layers": n_layers, "rows": digest.hexdigest()}
+        device = split.input_ids.device
+        state = cache.get_or_compute_tensors(
+            PREFIX_STATES, key,
+            lambda: {"states": frozen_prefix_states(encoder.model, split, n_layers).cpu()})
+        return state["states"].to(device)
+
+    return prefix
 
 
 # --- the run itself -----------------------------------------------------------------------------
@@ -214,47 +391,6 @@ def encode(path: Path, split: Split, max_length: int) -> Encoded:
     return _encode_cached(str(path), split, max_length)
 
 
-def collate(encoded: Encoded, rows, pad_id: int, device) -> dict:
-    """Pad the selected rows to the longest of them."""
-    import torch
-
-    width = max(len(encoded.input_ids[i]) for i in rows)
-    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(rows), width), dtype=torch.long)
-    types = torch.zeros((len(rows), width), dtype=torch.long) if encoded.token_type_ids else None
-    for slot, i in enumerate(rows):
-        row = encoded.input_ids[i]
-        ids[slot, : len(row)] = torch.tensor(row)
-        mask[slot, : len(row)] = 1
-        if types is not None:
-            types[slot, : len(row)] = torch.tensor(encoded.token_type_ids[i])
-    batch = {"input_ids": ids.to(device), "attention_mask": mask.to(device)}
-    if types is not None:
-        batch["token_type_ids"] = types.to(device)
-    return batch
-
-
-def predict(model, encoded: Encoded, batch_size: int, pad_id: int, device) -> np.ndarray:
-    """Predicted labels, in the split's order; rows are batched by length to waste no padding."""
-    import torch
-
-    order = np.argsort(-encoded.lengths, kind="stable")
-    predictions = np.empty(len(order), dtype=np.int64)
-    was_training = model.training
-    model.eval()
-    with torch.inference_mode():
-        for start in range(0, len(order), batch_size):
-            rows = order[start : start + batch_size].tolist()
-            logits = model(**collate(encoded, rows, pad_id, device)).logits
-            predictions[rows] = logits.argmax(dim=-1).cpu().numpy()
-    model.train(was_training)
-    return predictions
-
-
-def accuracy(predictions: np.ndarray, labels: np.ndarray) -> float:
-    return float(np.mean(predictions == labels))
-
-
 def seed_everything(seed: int) -> None:
     import torch
 
@@ -286,7 +422,9 @@ def check_rank(model, target_modules: tuple[str, ...], rank: int) -> None:
 
 @functools.lru_cache(maxsize=1)
 def load_base_model(path: str, num_labels: int):
-    """The pretrained encoder with a classification head, loaded once and copied for each run."""
+    """The pretrained encoder with a classification head, loaded once per process, in float32
+    whatever dtype its weights are stored in (transformers keeps the stored dtype otherwise)."""
+    import torch
     from transformers import AutoModelForSequenceClassification
     from transformers.utils import logging as hf_logging
 
@@ -295,7 +433,7 @@ def load_base_model(path: str, num_labels: int):
     hf_logging.disable_progress_bar()
     try:
         return AutoModelForSequenceClassification.from_pretrained(
-            path, num_labels=num_labels, local_files_only=True
+            path, num_labels=num_labels, local_files_only=True, dtype=torch.float32
         )
     finally:
         hf_logging.set_verbosity(verbosity)
@@ -368,76 +506,3 @@ def parameter_counts(model) -> dict[str, int]:
             else:
                 head += parameter.numel()
     return {"lora_params": lora, "head_params": head, "total_params": total}
-
-
-def train_and_evaluate(config: RunConfig, resolved: _models.ResolvedModel,
-                       data: FewShotData) -> dict[str, Any]:
-    """Train one LoRA adapter and evaluate its best-dev checkpoint (see the module docstring)."""
-    import torch
-
-    start = time.perf_counter()
-    device = resolve_device(config.device)
-    spec = get_task(config.task)
-    tokenizer = load_tokenizer(str(resolved.path))
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    splits = {s.name: encode(resolved.path, s, config.max_length)
-              for s in (data.train, data.dev, data.test)}
-    model, targets = build_lora_model(config, resolved.path, spec.num_classes)
-    model.to(device)
-    model.train()
-    trainable = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW([p for _, p in trainable], lr=config.learning_rate,
-                                  weight_decay=config.weight_decay)
-    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: 1.0 - s / config.steps)
-    order = torch.Generator().manual_seed(config.seed)
-    train, n_train = splits["train"], len(data.train)
-    labels = torch.as_tensor(train.labels, device=device)
-    queue: list[int] = []
-    best_accuracy, best_step, best_state, curve, loss_value = -1.0, 0, None, [], float("nan")
-    for step in range(1, config.steps + 1):
-        if not queue:
-            queue = torch.randperm(n_train, generator=order).tolist()
-        rows, queue = queue[: config.batch_size], queue[config.batch_size :]
-        logits = model(**collate(train, rows, pad_id, device)).logits
-        loss = torch.nn.functional.cross_entropy(logits, labels[rows])
-        loss.backward()
-        optimizer.step()
-        schedule.step()
-        optimizer.zero_grad(set_to_none=True)
-        loss_value = float(loss.detach())
-        if step % config.eval_every == 0 or step == config.steps:
-            dev_accuracy = accuracy(
-                predict(model, splits["dev"], config.eval_batch_size, pad_id, device),
-                splits["dev"].labels,
-            )
-            curve.append([step, dev_accuracy, loss_value])
-            if dev_accuracy > best_accuracy:
-                best_accuracy, best_step = dev_accuracy, step
-                best_state = [p.detach().clone() for _, p in trainable]
-    with torch.no_grad():
-        for (_, parameter), saved in zip(trainable, best_state, strict=True):
-            parameter.copy_(saved)
-    results = {
-        name: accuracy(predict(model, enc, config.eval_batch_size, pad_id, device), enc.labels)
-        for name, enc in splits.items()
-    }
-    return {
-        "schema": FINETUNE_RUNS.schema,
-        "config": config.to_json(),
-        "model_type": model.config.model_type,
-        "target_modules": list(targets),
-        "lora_alpha": config.lora_alpha,
-        "train_accuracy": results["train"],
-        "dev_accuracy": results["dev"],
-        "test_accuracy": results["test"],
-        "best_step": best_step,
-        "dev_curve": curve,  # [step, dev accuracy, training loss of that step]
-        "test_size": len(data.test),
-        **{f"{split.name}_label_counts": label_counts(spec, split)
-           for split in (data.train, data.dev, data.test)},
-        "test_note": data.test_note,
-        **parameter_counts(model),
-        "device": str(device),
-        "wall_seconds": round(time.perf_counter() - start, 3),
-        "versions": package_versions(RUN_PACKAGES),
-    }
