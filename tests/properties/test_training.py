@@ -129,6 +129,42 @@ def test_pl_ratio_decays_for_unregularized_ce_and_not_with_l2():
     """Positive and negative control of the slope statistic: ratio ~ gap^1 without l2, bounded with."""
     free = ce.pl_profile("gaussian", 2, 12, 6, 6, rank=1, trials=3, steps=800, seed=1)
     assert free["parameter"]["slope_small_gap"] > 0.7
+    low, high = free["parameter"]["slope_interval"]
+    assert low <= free["parameter"]["slope_small_gap"] <= high and low > 0.5  # decays, with its interval
     assert free["delta"]["slope_small_gap"] == pytest.approx(1.0, abs=0.15)
     regular = ce.pl_profile("gaussian", 2, 16, 8, 8, rank=4, trials=4, steps=750, weight_decay=0.01)
     assert abs(regular["parameter"]["slope_small_gap"]) < 0.25
+
+
+def test_level_decision_reads_the_wilson_interval():
+    assert ce.level_decision(ce.success_record(60, 60), 0.9) == "above"  # [0.94, 1]
+    assert ce.level_decision(ce.success_record(12, 12), 0.9) == "straddles"  # [0.76, 1]
+    assert ce.level_decision(ce.success_record(48, 60), 0.9) == "below"  # upper end 0.88
+
+
+def test_level_power_is_the_binomial_chance_of_clearing_the_level():
+    """n = 35 is the least n whose n/n clears 0.9, so the power is alternative^35; 12 trials never can."""
+    assert ce.level_power(35, 0.9, 0.99)["successes_needed"] == 35
+    assert ce.level_power(35, 0.9, 0.99)["power"] == pytest.approx(0.99**35)
+    assert ce.level_power(34, 0.9, 1.0)["power"] == 0.0
+    assert ce.level_power(12, 0.9, 1.0) == {"trials": 12, "level": 0.9, "alternative": 1.0,
+                                            "successes_needed": None, "power": 0.0}
+
+
+def _rows(sizes, successes, trials):
+    return [{"N": n, **ce.success_record(k, trials)} for n, k in zip(sizes, successes, strict=True)]
+
+
+def test_transition_interval_holds_the_estimate_and_widens_with_noise():
+    sharp = ce.transition_interval(_rows([10, 20, 30], [40, 40, 0], 40))
+    assert sharp["N50"] == sharp["interval"][0] == sharp["interval"][1] == 25.0  # fractions 1 and 0: no noise
+    noisy = ce.transition_interval(_rows([10, 20, 30, 40], [16, 10, 6, 0], 16))
+    low, high = noisy["interval"]
+    assert low < noisy["N50"] < high and 10 <= low and high <= 40
+
+
+def test_transition_not_in_the_sweep_has_an_open_interval():
+    never = ce.transition_interval(_rows([10, 20], [20, 19], 20))
+    assert never["N50"] is None and never["interval"][1] is None and never["not_found_share"] > 0.5
+    edge = ce.transition_interval(_rows([10, 20, 30], [12, 9, 8], 16))  # 0.75, 0.56, 0.5
+    assert edge["interval"][1] is None  # a redraw may stay above 1/2: the end lies beyond the sweep

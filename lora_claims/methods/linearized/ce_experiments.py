@@ -12,6 +12,10 @@ fixed configurations through a result cache.
 - ``separability_capacity``: the fraction of instances rank-1 CE training separates as N grows.
 - ``origin_saddle``: at A = B = 0 the gradient vanishes, yet the objective decreases along
   B = -eps u, A = eps v^T (u, v the top singular pair of grad_Delta L(0)).
+
+The statistics the claims decide from: ``level_decision`` (a success fraction's Wilson interval
+against a declared level), ``level_power`` (the chance a design reaches that level when the true
+success rate is some alternative) and ``transition_interval`` (a bootstrap interval for N50).
 """
 
 from __future__ import annotations
@@ -20,6 +24,8 @@ import math
 
 import numpy as np
 import torch
+
+from scipy import stats
 
 from lora_claims.methods.counting.capacity import manifold_dim
 from lora_claims.methods.linearized.convex import solve_nuclear
@@ -38,6 +44,25 @@ def success_record(successes: int, trials: int) -> dict:
         "fraction": successes / trials,
         "wilson": [low, high],
     }
+
+
+def level_decision(record: dict, level: float) -> str:
+    """``above`` if the Wilson interval of a success record clears ``level`` (lower end >= level),
+    ``below`` if its upper end falls below it, ``straddles`` otherwise."""
+    low, high = record["wilson"]
+    if low >= level:
+        return "above"
+    return "below" if high < level else "straddles"
+
+
+def level_power(trials: int, level: float, alternative: float) -> dict:
+    """The design's operating characteristic: with ``trials`` Bernoulli(``alternative``) outcomes,
+    the probability that the Wilson lower end reaches ``level`` (the fewest successes that do, and
+    that probability; 0 when even trials/trials cannot)."""
+    needed = next((k for k in range(trials + 1) if wilson_interval(k, trials)[0] >= level), None)
+    power = 0.0 if needed is None else float(stats.binom.sf(needed - 1, trials, alternative))
+    return {"trials": trials, "level": level, "alternative": alternative,
+            "successes_needed": needed, "power": power}
 
 
 def rank_success(
@@ -128,6 +153,25 @@ def _slope(gap: np.ndarray, ratio: np.ndarray, low: float, high: float) -> float
     return float(np.polyfit(np.log(gap[keep]), np.log(ratio[keep]), 1)[0])
 
 
+def _slope_interval(gap: np.ndarray, ratio: np.ndarray, valid: np.ndarray, low: float, high: float,
+                    draws: int = 1000, confidence: float = 0.95, seed: int = 0) -> list[float] | None:
+    """Percentile bootstrap interval of the pooled slope, resampling whole trajectories (the columns
+    of [steps, trials] arrays); None when a tenth of the redraws leave too few points for a fit."""
+    trials = gap.shape[1]
+    rng = np.random.default_rng(seed)
+    slopes = []
+    for _ in range(draws):
+        pick = rng.integers(trials, size=trials)
+        keep = valid[:, pick]
+        slope = _slope(gap[:, pick][keep], ratio[:, pick][keep], low, high)
+        if slope is not None:
+            slopes.append(slope)
+    if len(slopes) < 0.9 * draws:
+        return None
+    tail = (1 - confidence) / 2
+    return [float(np.quantile(slopes, tail)), float(np.quantile(slopes, 1 - tail))]
+
+
 def pl_profile(
     source: str,
     n_outputs: int,
@@ -209,6 +253,7 @@ def pl_profile(
                 for d in decades
             ],
             "slope_small_gap": _slope(gap[valid], ratio[valid], gap_floor, 1e-2),
+            "slope_interval": _slope_interval(gap, ratio, valid, gap_floor, 1e-2, seed=seed),
         }
         out["trajectories"][space] = ratio[:, : min(trials, 4)].T.tolist()
     return out
@@ -274,6 +319,34 @@ def transition_point(
         if y0 >= level > y1:
             return x0 + (y0 - level) / (y0 - y1) * (x1 - x0)
     return None
+
+
+def transition_interval(rows: list[dict], level: float = 0.5, draws: int = 2000,
+                        confidence: float = 0.95, seed: int = 0) -> dict:
+    """N50 with a percentile bootstrap interval: each size's successes are redrawn from
+    Binomial(trials, observed fraction) (resampling the trials of that size) and the transition
+    recomputed. A redraw without a crossing lies beyond the sweep (above its largest N, or below
+    its smallest when it starts under ``level``); an interval end there is None ("not within the
+    sweep"), and so is the estimate when the observed fractions do not cross."""
+    sizes = [row["N"] for row in rows]
+    fractions = np.array([row["fraction"] for row in rows])
+    trials = np.array([row["trials"] for row in rows])
+    rng = np.random.default_rng(seed)
+    redrawn = rng.binomial(trials, fractions, size=(draws, len(rows))) / trials
+    points = np.empty(draws)
+    for index, sample in enumerate(redrawn):
+        point = transition_point(sizes, sample.tolist(), level)
+        points[index] = point if point is not None else (-np.inf if sample[0] < level else np.inf)
+    tail = (1 - confidence) / 2
+    low = float(np.quantile(points, tail, method="lower"))
+    high = float(np.quantile(points, 1 - tail, method="higher"))
+
+    def finite(value):
+        return value if np.isfinite(value) else None
+
+    return {"N50": transition_point(sizes, fractions.tolist(), level), "interval": [finite(low), finite(high)],
+            "not_found_share": float(np.mean(~np.isfinite(points))), "sweep": [min(sizes), max(sizes)],
+            "draws": draws, "confidence": confidence}
 
 
 def cover_fraction(n_points: int, dim: int) -> float:

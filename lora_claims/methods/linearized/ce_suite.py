@@ -10,7 +10,7 @@ from __future__ import annotations
 from lora_claims.harness.cache import CacheKind, ResultCache
 from lora_claims.methods.linearized import ce_experiments as ce
 
-C6_RUNS = CacheKind("c6", 2)  # bump the schema when an experiment's code changes
+C6_RUNS = CacheKind("c6", 3)  # bump the schema when an experiment's code changes
 CANONICAL_RANKS = [1, 2, 4, 12]
 GAUSSIAN_SIDE = 64  # m = n of the canonical-like Gaussian instances
 SMALL_SIDE = 8  # m = n of the control, PL and separability instances
@@ -23,10 +23,10 @@ def cached_run(cache: ResultCache, function, **config) -> dict:
 
 
 def canonical_success(cache: ResultCache, source: str, n_outputs: int, side: int, trials: int,
-                      steps: int, epsilon: float, seed: int) -> dict:
+                      steps: int, epsilon: float, seed: int, ranks: list[int] = CANONICAL_RANKS) -> dict:
     """Rank sweep at 16 examples per class on ``side`` x ``side`` features."""
     return cached_run(cache, ce.rank_success, source=source, n_outputs=n_outputs,
-                      n_examples=16 * n_outputs, m=side, n=side, ranks=CANONICAL_RANKS, trials=trials,
+                      n_examples=16 * n_outputs, m=side, n=side, ranks=ranks, trials=trials,
                       steps=steps, epsilon=epsilon, seed=seed)
 
 
@@ -43,10 +43,12 @@ def loss_control(cache: ResultCache, loss: str, trials: int, steps: int, epsilon
 
 
 def pl_runs(cache: ResultCache, trials: int, steps: int, weight_decay: float, seed: int) -> dict:
-    """PL profiles: rank 1 unregularized, and ranks 1 and 4 with l2 (half the steps)."""
+    """PL profiles: rank 1 unregularized at ``steps`` and twice that (the budget check), and ranks 1
+    and 4 with l2 (half the steps)."""
     common = {"source": "gaussian", "n_outputs": 2, "n_examples": 16, "m": SMALL_SIDE, "n": SMALL_SIDE,
               "trials": trials, "seed": seed}
-    runs = {"unregularized": cached_run(cache, ce.pl_profile, rank=1, steps=steps, **common)}
+    runs = {name: cached_run(cache, ce.pl_profile, rank=1, steps=budget, **common)
+            for name, budget in (("unregularized", steps), ("unregularized_double_steps", 2 * steps))}
     for rank in (1, 4):
         runs[f"l2_rank{rank}"] = cached_run(cache, ce.pl_profile, rank=rank, steps=steps // 2,
                                             weight_decay=weight_decay, **common)

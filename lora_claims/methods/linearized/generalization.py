@@ -81,11 +81,52 @@ def mean_interval(values: np.ndarray, confidence: float = 0.95) -> tuple[float, 
     return mean, float(low), float(high)
 
 
-def _teacher(trials, m, n, rank, rho, generator):
-    """A random rank-``rank`` teacher Delta* with ||Delta*||_F = rho and equal singular values."""
+def best_rank_set(losses, ranks, alpha: float = 0.05) -> dict:
+    """Selection-corrected confidence set for the rank of least expected loss (multiple comparison
+    with the best, Hsu 1984): rank r leaves the set when some rank s has mean(loss_r - loss_s) > 0
+    with its one-sided paired t lower bound at level 1 - alpha / (R - 1). The truly best rank leaves
+    only if one of its own R - 1 comparisons errs, so the set holds it with probability >= 1 - alpha.
+
+    ``power``: the plug-in chance (observed mean differences and spreads taken as true) that the set
+    shrinks to the observed best rank alone: the product over the other ranks of the power of their
+    comparison with the best (noncentral t).
+    """
+    losses = np.asarray(losses, dtype=float)
+    count, trials = losses.shape
+    critical = float(stats.t.ppf(1 - alpha / (count - 1), trials - 1))
+
+    def lower_and_shift(i, j):
+        diff = losses[i] - losses[j]
+        se = float(diff.std(ddof=1)) / math.sqrt(trials)
+        return diff.mean() - critical * se, (diff.mean() / se if se > 0 else math.copysign(math.inf, diff.mean()))
+
+    members = [ranks[i] for i in range(count)
+               if not any(lower_and_shift(i, j)[0] > 0 for j in range(count) if j != i)]
+    best = int(np.argmin(losses.mean(axis=1)))
+    power = 1.0
+    for i in range(count):
+        if i != best:
+            shift = lower_and_shift(i, best)[1]
+            power *= 1.0 if math.isinf(shift) and shift > 0 else float(stats.nct.sf(critical, trials - 1, shift))
+    return {"set": members, "best": ranks[best], "alpha": alpha, "critical_t": critical, "power": power}
+
+
+def grade_prediction(predicted: int, best_set: list[int]) -> str:
+    """``correct`` if the confidence set is {predicted}, ``wrong`` if predicted lies outside it,
+    ``undecided`` otherwise."""
+    if predicted not in best_set:
+        return "wrong"
+    return "correct" if list(best_set) == [predicted] else "undecided"
+
+
+def _teacher(trials, m, n, rank, rho, generator, decay=None):
+    """A random rank-``rank`` teacher Delta* with ||Delta*||_F = rho: equal singular values, or
+    singular values proportional to decay^i (i = 0..rank-1) when ``decay`` is given."""
     u = torch.linalg.qr(torch.randn(trials, m, rank, generator=generator, dtype=DTYPE)).Q
     v = torch.linalg.qr(torch.randn(trials, n, rank, generator=generator, dtype=DTYPE)).Q
-    return (rho / math.sqrt(rank)) * u @ v.transpose(1, 2)
+    weights = torch.ones(rank, dtype=DTYPE) if decay is None else decay ** torch.arange(rank, dtype=DTYPE)
+    weights = rho * weights / weights.square().sum().sqrt()
+    return (u * weights) @ v.transpose(1, 2)
 
 
 def _sample(delta, n_examples, n_outputs, generator):
@@ -134,11 +175,15 @@ def teacher_student(
     rho: float = 3.0,
     bias_factor: int = 10,
     bias_trials: int | None = None,
+    decay: float | None = None,
+    alpha: float = 0.05,
     seed: int = 0,
 ) -> dict:
     """Test CE by student rank, the bias/variance terms and the bound's predicted rank.
 
-    Teacher: rank ``teacher_rank`` with ||Delta*||_F = rho; labels sampled from its softmax. Student:
+    Teacher: rank ``teacher_rank`` with ||Delta*||_F = rho (a flat spectrum, or one decaying like
+    ``decay``^i); labels sampled from its softmax. The simulated optimum is ``best_rank_set`` of the
+    held-out losses at level ``alpha``, and the bound's predicted rank is graded against it. Student:
     CE gradient descent (line search) from the LoRA initialization, constrained to ||B A||_F <= rho
     (the class F_r of the bound, with the teacher's norm). bias(r) is a population quantity, so it
     is estimated on the first ``bias_trials`` teachers only (default: all).
@@ -148,7 +193,7 @@ def teacher_student(
     if max(ranks) > min(m, n):
         raise InvalidArgument(f"ranks must be <= min(m, n) = {min(m, n)}, got {ranks}")
     generator = torch.Generator().manual_seed(seed)
-    delta = _teacher(trials, m, n, teacher_rank, rho, generator)
+    delta = _teacher(trials, m, n, teacher_rank, rho, generator, decay)
     train_features, train_labels = _sample(delta, n_train, n_outputs, generator)
     test_features, test_labels = _sample(delta, n_test, n_outputs, generator)
     bias_trials = (
@@ -197,9 +242,13 @@ def teacher_student(
                 "bound": float(bias[index] + variance[index]),
             }
         )
+    best_set = best_rank_set(test_loss.numpy(), ranks, alpha)
     return {
         "K": n_outputs,
         "teacher_rank": teacher_rank,
+        "teacher_decay": decay,
+        "best_rank_set": best_set,
+        "grade": grade_prediction(predicted, best_set["set"]),
         "m": m,
         "n": n,
         "N": n_train,
