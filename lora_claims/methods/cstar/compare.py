@@ -93,7 +93,7 @@ def _shifted(result: CStarResult, level: float, target: float) -> tuple[np.ndarr
 def power_to_match(result: CStarResult, level: float, target: float, band: float, designs: int,
                    replicates: int, confidence: float, seed: int) -> float:
     """P(the interval lies inside target +- band) for this design when the true threshold is
-    ``target``: the measured curve shifted there; None-free: 0 when the curve never reaches."""
+    ``target`` (the measured curve shifted there); 0 when the measured curve never reaches the level."""
     try:
         rhos, fractions, trials = _shifted(result, level, target)
     except ValueError:
