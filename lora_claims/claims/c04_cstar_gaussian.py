@@ -18,6 +18,16 @@ from typing import Any
 
 from lora_claims.harness.plotting import new_figure, save_figure
 from lora_claims.harness.spec import ClaimSpec, Decision, Needs, Outcome, Verdict
+from lora_claims.methods.cstar.compare import (
+    ABOVE,
+    AT_MOST,
+    INSIDE,
+    OUTSIDE,
+    against_band,
+    against_margin,
+    difference_interval,
+    power_to_match,
+)
 from lora_claims.methods.cstar.estimate import CSTAR, CStarConfig, CStarResult, estimate_cstar
 from lora_claims.methods.cstar.marchenko_pastur import limit_threshold
 from lora_claims.methods.cstar.solvers import GDSettings
@@ -35,17 +45,15 @@ SPEC = ClaimSpec(
         "reaches the level (95%; 50% reported too), scanning rho upward. Success is read two "
         "ways: exact fit (batched Levenberg-Marquardt with restarts reaches relative loss "
         "< 1e-16; C*_solv) and budgeted training (relative loss < tol within N steps of "
-        "Armijo GD or Adam; C*_GD), each next to least squares with D = d parameters. "
-        "Supported if C*_solv is within match_band of 1.35; supported with caveats if only "
-        "C*_GD at the paper setting matches 1.35 (its bootstrap interval meets the band), "
-        "its spread over budgets is at most budget_spread and least squares needs at least "
-        "linear_margin less; not supported otherwise; inconclusive if a threshold is not "
-        "reached on the grid."
+        "Armijo GD or Adam; C*_GD), each next to least squares with D = d parameters. Every "
+        "threshold and every difference of two thresholds carries a parametric-bootstrap 95% "
+        "interval; the power to match is simulated by shifting the measured curve to cstar_paper."
     ),
-    version="1.0",
+    version="2.0",
     evaluation=(
         "Calibrated Monte-Carlo estimators (lora_claims.methods.cstar.estimate): Wilson intervals per grid "
-        "point, parametric-bootstrap intervals per threshold, Marchenko-Pastur limit of the "
+        "point, parametric-bootstrap intervals per threshold and per difference of thresholds "
+        "(lora_claims.methods.cstar.compare), simulated power, Marchenko-Pastur limit of the "
         "linear budgeted threshold by numerical integration; phase-transition figure."
     ),
     tolerances={
@@ -54,30 +62,40 @@ SPEC = ClaimSpec(
         "paper_setting": {"optimizer": "armijo", "steps": 300, "tol": 1e-6, "level": 0.95},
         "budget_spread": 0.1,
         "linear_margin": 0.05,
+        "min_power": 0.8,
     },
     rule=(
-        "Inconclusive if the upper end of the Armijo GD threshold's interval at the paper setting, or "
-        "the threshold at some step budget, is not reached on the grid. Otherwise supported if the exact-fit "
-        "threshold (first grid rho reaching the level) is within match_band of cstar_paper at some "
-        "shape; supported with caveats if the paper-setting GD interval meets cstar_paper +- "
-        "match_band, its spread over step budgets is at most budget_spread, and least squares with "
-        "D = d reaches the level at a rho more than linear_margin below LoRA's; not supported otherwise."
+        "Thresholds decide only through their 95% bootstrap intervals; a threshold not reached on the "
+        "grid decides nothing. Supported if some shape's exact-fit interval lies inside cstar_paper +- "
+        "match_band. Inconclusive if no exact-fit interval lies inside and some is neither inside nor "
+        "outside the band. Otherwise (every exact-fit interval outside the band), three clauses at "
+        "the paper setting: the Armijo GD interval against cstar_paper +- match_band; the interval "
+        "of the drop of the GD threshold from the smallest to the largest step budget against "
+        "budget_spread; the interval of LoRA minus least squares with D = d against linear_margin. "
+        "Supported with caveats if the GD interval lies inside the band, the drop's interval at or "
+        "below budget_spread and LoRA minus least squares above linear_margin; not supported if "
+        "the GD interval lies outside the band, or the drop's interval above budget_spread, or "
+        "LoRA minus least squares at or below linear_margin; inconclusive otherwise, marked "
+        "underpowered where the simulated power to match is below min_power."
     ),
     # Monte-Carlo sizes: shapes (m, n, r) and trials per grid point of the exact-fit and the budgeted
-    # estimates, the Armijo step budgets compared (the paper's 300 is always added), bootstrap draws.
+    # estimates, the Armijo step budgets compared (the paper's 300 is always added), bootstrap
+    # draws, and the designs simulated for the power.
     sizes={
         "smoke": {"solv_shapes": [[6, 6, 1]], "solv_trials": 30, "gd_shape": [10, 10, 1],
-                  "gd_trials": 60, "budgets": [100, 300], "bootstrap": 300},
+                  "gd_trials": 60, "budgets": [100, 300], "bootstrap": 300, "power_designs": 100},
         "ci": {"solv_shapes": [[10, 10, 1], [6, 6, 2]], "solv_trials": 100, "gd_shape": [10, 10, 1],
-               "gd_trials": 200, "budgets": [100, 300, 1000], "bootstrap": 1000},
+               "gd_trials": 200, "budgets": [100, 300, 1000], "bootstrap": 1000,
+               "power_designs": 200},
         "thorough": {"solv_shapes": [[10, 10, 1], [20, 20, 1], [16, 16, 2], [12, 12, 3]],
                      "solv_trials": 300, "gd_shape": [20, 20, 1], "gd_trials": 200,
-                     "budgets": [100, 300, 1000, 3000], "bootstrap": 1000},
+                     "budgets": [100, 300, 1000, 3000], "bootstrap": 1000, "power_designs": 200},
     },
     needs=Needs(device="cpu"),
 )
 
 FIGURE = "c4_cstar_phase_transition.png"
+CONFIDENCE = 0.95  # of every bootstrap interval the rule reads
 
 
 def _run(ctx, config: CStarConfig) -> CStarResult:
@@ -91,9 +109,11 @@ def _pair(ctx, config: CStarConfig) -> tuple[CStarResult, CStarResult]:
 
 
 def evaluate(spec: ClaimSpec, ctx) -> Outcome:
-    sizes = spec.sizes_for(ctx.profile)
-    paper = spec.tolerances["paper_setting"]
-    level = paper["level"]
+    sizes, tolerances = spec.sizes_for(ctx.profile), spec.tolerances
+    paper = tolerances["paper_setting"]
+    level, target, band = paper["level"], tolerances["cstar_paper"], tolerances["match_band"]
+    simulation = {"designs": sizes["power_designs"], "replicates": sizes["bootstrap"] // 4,
+                  "confidence": CONFIDENCE, "seed": ctx.seed}
     solv = {
         tuple(shape): _pair(ctx, CStarConfig(*shape, definition="solv", trials=sizes["solv_trials"],
                                              seed=ctx.seed, bootstrap=sizes["bootstrap"]))
@@ -110,14 +130,30 @@ def evaluate(spec: ClaimSpec, ctx) -> Outcome:
         for steps in sorted(set(sizes["budgets"]) | {paper["steps"]})
     }
     adam = _pair(ctx, gd_config("adam", paper["steps"]))
+    gd_lora, gd_linear = budgets[paper["steps"]]
+    fewest, most = budgets[min(budgets)][0], budgets[max(budgets)][0]
+
+    def difference(first: CStarResult, second: CStarResult) -> dict[str, Any]:
+        estimate = first.threshold(level).rho - second.threshold(level).rho
+        return {"estimate": _stored(estimate),
+                "interval": difference_interval(first, second, level, sizes["bootstrap"],
+                                                CONFIDENCE, ctx.seed)}
+
     decision = {
-        "exact_fit": [_exact_fit_inputs(shape, lora, level) for shape, (lora, _) in solv.items()],
+        "exact_fit": [
+            {**_exact_fit_inputs(shape, lora, level),
+             "power": power_to_match(lora, level, target, band, **simulation)}
+            for shape, (lora, _) in solv.items()
+        ],
         "gd_shape": list(sizes["gd_shape"]),
         "gd_budgets": [
             {"steps": steps, "lora": lora.threshold(level).to_json(),
              "linear": linear.threshold(level).to_json()}
             for steps, (lora, linear) in budgets.items()
         ],
+        "budget_drop": {"steps": [min(budgets), max(budgets)], **difference(fewest, most)},
+        "lora_minus_linear": difference(gd_lora, gd_linear),
+        "gd_power": power_to_match(gd_lora, level, target, band, **simulation),
         "adam": {"lora_rho": _stored(adam[0].threshold(level).rho),
                  "linear_rho": _stored(adam[1].threshold(level).rho)},
         "marchenko_pastur": {
@@ -125,8 +161,6 @@ def evaluate(spec: ClaimSpec, ctx) -> Outcome:
             "steps_1000_tol_1e-8": limit_threshold(1000, 1e-8),
         },
     }
-    gd_lora, gd_linear = budgets[paper["steps"]]
-    criteria = _criteria(decision, spec.tolerances)
     evidence = {
         "profile": ctx.profile,
         "level": level,
@@ -157,45 +191,20 @@ def evaluate(spec: ClaimSpec, ctx) -> Outcome:
             "by_steps": decision["marchenko_pastur"]["by_steps"],
             "steps_1000_tol_1e-8": round(decision["marchenko_pastur"]["steps_1000_tol_1e-8"], 4),
         },
-        "decision": {
-            "exact_fit_matches_1.35": criteria["solv_matches"],
-            "gd_paper_setting_matches_1.35": criteria["gd_matches"],
-            "gd_budget_spread": round(criteria["budget_spread"], 4),
-            "gd_budget_dependent": criteria["budget_dependent"],
-            "linear_minus_lora": round(criteria["linear_gap"], 4),
-            "lora_specific": criteria["lora_specific"],
-        },
+        "clauses": clauses(decision, tolerances),
+        "power_simulation": simulation,
     }
     return Outcome(decision, evidence, [_figure(ctx, solv, budgets, adam, paper["steps"], level,
-                                                spec.tolerances["cstar_paper"])])
+                                                target)])
 
 
 def _exact_fit_inputs(shape: tuple[int, int, int], lora: CStarResult, level: float) -> dict[str, Any]:
-    """The exact-fit threshold, and P(exact fit) at p = d, the one informative point of the edge."""
+    """The exact-fit threshold with its interval, and P(exact fit) at p = d, the one informative
+    point of the edge."""
     point = min(lora.points, key=lambda point: abs(point.rho - 1.0))
-    return {"shape": list(shape), "rho_grid": _stored(lora.threshold(level).rho_grid),
+    threshold = lora.threshold(level).to_json()
+    return {"shape": list(shape), "rho": threshold["rho"], "interval": threshold["interval"],
             "fraction_at_dimension": point.fraction, "wilson_at_dimension": list(point.wilson)}
-
-
-def _criteria(inputs: dict[str, Any], tolerances: dict[str, Any]) -> dict[str, Any]:
-    """Each clause of the rule, from the decision inputs alone."""
-    target, band = tolerances["cstar_paper"], tolerances["match_band"]
-    paper = _paper_budget(inputs, tolerances)
-    low, high = (_reached(value) for value in paper["lora"]["interval"])
-    across = [_reached(budget["lora"]["rho"]) for budget in inputs["gd_budgets"]]
-    budget_spread = max(across) - min(across)
-    # > 0: least squares needs more
-    linear_gap = _reached(paper["linear"]["rho"]) - _reached(paper["lora"]["rho"])
-    return {
-        "decidable": math.isfinite(high) and all(map(math.isfinite, across)),
-        "solv_matches": any(abs(_reached(fit["rho_grid"]) - target) <= band
-                            for fit in inputs["exact_fit"]),
-        "gd_matches": low <= target + band and high >= target - band,
-        "budget_spread": budget_spread,
-        "budget_dependent": budget_spread > tolerances["budget_spread"],
-        "linear_gap": linear_gap,
-        "lora_specific": linear_gap < -tolerances["linear_margin"],
-    }
 
 
 def _paper_budget(inputs: dict[str, Any], tolerances: dict[str, Any]) -> dict[str, Any]:
@@ -203,74 +212,100 @@ def _paper_budget(inputs: dict[str, Any], tolerances: dict[str, Any]) -> dict[st
     return next(budget for budget in inputs["gd_budgets"] if budget["steps"] == steps)
 
 
+def clauses(inputs: dict[str, Any], tolerances: dict[str, Any]) -> dict[str, Any]:
+    """Each clause of the rule as its three-way outcome, from the decision inputs alone."""
+    target, band = tolerances["cstar_paper"], tolerances["match_band"]
+    paper = _paper_budget(inputs, tolerances)["lora"]
+    drop, gap = inputs["budget_drop"], inputs["lora_minus_linear"]
+    return {
+        "exact_fit": [against_band(fit["rho"], fit["interval"], target, band)
+                      for fit in inputs["exact_fit"]],
+        "gd_match": against_band(paper["rho"], paper["interval"], target, band),
+        "budget_drop": against_margin(drop["estimate"], drop["interval"], tolerances["budget_spread"]),
+        "lora_minus_linear": against_margin(gap["estimate"], gap["interval"],
+                                            tolerances["linear_margin"]),
+    }
+
+
+def _verdict(found: dict[str, Any], inputs: dict[str, Any], tolerances: dict[str, Any]
+             ) -> tuple[Verdict, str]:
+    exact, min_power = found["exact_fit"], tolerances["min_power"]
+    if INSIDE in exact:
+        return Verdict.SUPPORTED, "the budget-free exact-fit threshold itself is 1.35."
+    if any(outcome != OUTSIDE for outcome in exact):
+        power = max(fit["power"] for fit in inputs["exact_fit"])
+        why = (f"underpowered: simulated power to match {power:.2f} < {min_power}" if power < min_power
+               else "an exact-fit interval straddles the band or was not found on the grid")
+        return Verdict.INCONCLUSIVE, f"inconclusive ({why})."
+    refuted = [
+        text for clause, outcome, text in (
+            ("gd_match", OUTSIDE, "the budgeted GD interval misses the band"),
+            ("budget_drop", ABOVE, "the budgeted threshold moves with the step budget"),
+            ("lora_minus_linear", AT_MOST, "least squares with the same parameter count needs as "
+                                           "much or more"),
+        ) if found[clause] == outcome
+    ]
+    if refuted:
+        return Verdict.NOT_SUPPORTED, "; ".join(refuted) + (
+            "; the exact-fit constant is not 1.35, so 1.35 measures optimizer convergence within a "
+            "budget, not the capacity of the LoRA manifold.")
+    if (found["gd_match"], found["budget_drop"], found["lora_minus_linear"]) == (INSIDE, AT_MOST, ABOVE):
+        return Verdict.SUPPORTED_WITH_CAVEATS, (
+            "only the budgeted reading gives 1.35, but it is stable across budgets and specific to LoRA.")
+    power = inputs["gd_power"]
+    why = (f"underpowered: simulated power to match {power:.2f} < {min_power}" if power < min_power
+           else "a clause's interval straddles its bound or a threshold was not found on the grid")
+    return Verdict.INCONCLUSIVE, f"inconclusive ({why})."
+
+
 def decide(outcome: Outcome, spec: ClaimSpec) -> Decision:
     inputs, tolerances = outcome.decision, spec.tolerances
     paper = tolerances["paper_setting"]
     level = paper["level"]
-    criteria = _criteria(inputs, tolerances)
+    found = clauses(inputs, tolerances)
+    verdict, reason = _verdict(found, inputs, tolerances)
     paper_budget = _paper_budget(inputs, tolerances)
-    lora_rho, linear_rho = paper_budget["lora"]["rho"], paper_budget["linear"]["rho"]
-    steps = [budget["steps"] for budget in inputs["gd_budgets"]]
     across = [_reached(budget["lora"]["rho"]) for budget in inputs["gd_budgets"]]
-    solv_constant = min(_reached(fit["rho_grid"]) for fit in inputs["exact_fit"])
-    if not criteria["decidable"]:
-        verdict = Verdict.INCONCLUSIVE
-        reason = "a budgeted threshold was not reached on the grid, so its interval is unbounded."
-    elif criteria["solv_matches"]:
-        verdict = Verdict.SUPPORTED
-        reason = "the budget-free exact-fit threshold itself is 1.35."
-    elif criteria["gd_matches"] and not criteria["budget_dependent"] and criteria["lora_specific"]:
-        verdict = Verdict.SUPPORTED_WITH_CAVEATS
-        reason = "only the budgeted reading gives 1.35, but it is stable and specific to LoRA."
-    else:
-        verdict = Verdict.NOT_SUPPORTED
-        which = (
-            "only budgeted GD at the paper setting gives ~1.35"
-            if criteria["gd_matches"]
-            else ("no reading gives 1.35")
-        )
-        moves = "moves" if criteria["budget_dependent"] else "barely moves"
-        reason = (
-            f"{which}: the budget-free capacity constant (exact fit) is {_fmt(solv_constant)}, "
-            f"the budgeted value {moves} with the step budget (spread {criteria['budget_spread']:.2f} "
-            f"over N in {steps}), and plain least squares with the same parameter count "
-            f"needs {'less' if criteria['lora_specific'] else 'as much or more'} (difference "
-            f"{criteria['linear_gap']:+.2f}); 1.35 measures optimizer convergence within a budget, not "
-            f"the capacity of the LoRA manifold."
-        )
+    solv_constant = min(_reached(fit["rho"]) for fit in inputs["exact_fit"])
     solv_text = "; ".join(
         "{}x{} r={}: ".format(*fit["shape"])
-        + f"{_fmt(_reached(fit['rho_grid']))} (P(fit at p=d) = {fit['fraction_at_dimension']:.3f} "
-        + "[{:.3f}, {:.3f}])".format(*fit["wilson_at_dimension"])
-        for fit in inputs["exact_fit"]
+        + f"{_fmt(_reached(fit['rho']))} {_fmt_interval(fit['interval'])} ({outcome_text}; "
+        + f"P(fit at p=d) = {fit['fraction_at_dimension']:.3f} "
+        + "[{:.3f}, {:.3f}]; power to match {:.2f})".format(*fit["wilson_at_dimension"], fit["power"])
+        for fit, outcome_text in zip(inputs["exact_fit"], found["exact_fit"], strict=True)
     )
     budget_text = ", ".join(
         f"N={budget['steps']}: {_fmt(_reached(budget['lora']['rho']))} "
         f"(least squares {_fmt(_reached(budget['linear']['rho']))})"
         for budget in inputs["gd_budgets"]
     )
-    shape_text = "{}x{} r={}".format(*inputs["gd_shape"])
+    drop, gap = inputs["budget_drop"], inputs["lora_minus_linear"]
     gd_text = (
-        f"Armijo GD with N={paper['steps']}, tol={paper['tol']:g} at the {level:.0%} level "
-        f"({shape_text}) gives {_fmt(_reached(lora_rho))} "
-        f"{_fmt_interval(paper_budget['lora']['interval'])}, least squares with D = d "
-        f"{_fmt(_reached(linear_rho))} {_fmt_interval(paper_budget['linear']['interval'])}"
-    )
+        "Armijo GD with N={}, tol={:g} at the {:.0%} level ({}x{} r={}) gives {} {} ({}; power to "
+        "match {:.2f}), least squares with D = d {} {}"
+    ).format(paper["steps"], paper["tol"], level, *inputs["gd_shape"],
+             _fmt(_reached(paper_budget["lora"]["rho"])), _fmt_interval(paper_budget["lora"]["interval"]),
+             found["gd_match"], inputs["gd_power"], _fmt(_reached(paper_budget["linear"]["rho"])),
+             _fmt_interval(paper_budget["linear"]["interval"]))
     limits = inputs["marchenko_pastur"]
     by_steps = {key: limits["by_steps"][key] for key in sorted(limits["by_steps"], key=int)}
     summary = (
         f"Exact fit (C*_solv): {solv_text}. Budgeted training (C*_GD): {gd_text}; across budgets "
-        f"{budget_text}; Adam (lr 1e-2, N={paper['steps']}): {_fmt(_reached(inputs['adam']['lora_rho']))} "
-        f"(least squares {_fmt(_reached(inputs['adam']['linear_rho']))}). Marchenko-Pastur limit of "
-        f"fixed-step GD on least squares at tol {paper['tol']:g}: {by_steps}; "
+        f"{budget_text}; drop from N={drop['steps'][0]} to N={drop['steps'][1]}: "
+        f"{_fmt_signed(drop['estimate'])} {_fmt_interval(drop['interval'])} against "
+        f"{tolerances['budget_spread']} ({found['budget_drop']}); LoRA minus least squares "
+        f"{_fmt_signed(gap['estimate'])} {_fmt_interval(gap['interval'])} against "
+        f"{tolerances['linear_margin']} ({found['lora_minus_linear']}); Adam (lr 1e-2, "
+        f"N={paper['steps']}): {_fmt(_reached(inputs['adam']['lora_rho']))} (least squares "
+        f"{_fmt(_reached(inputs['adam']['linear_rho']))}). Marchenko-Pastur limit of fixed-step GD "
+        f"on least squares at tol {paper['tol']:g}: {by_steps}; "
         f"{limits['steps_1000_tol_1e-8']:.3f} at N=1000, tol 1e-8. Verdict {verdict.value}: {reason}"
     )
     key_figure = (
-        f"C*_solv = {_fmt(solv_constant)}; C*_GD(Armijo, "
-        f"N={paper['steps']}, {level:.0%}) = {_fmt(_reached(lora_rho))} "
-        f"{_fmt_interval(paper_budget['lora']['interval'])} vs least squares "
-        f"{_fmt(_reached(linear_rho))}; GD range over budgets "
-        f"{_fmt(min(across))}-{_fmt(max(across))}"
+        f"C*_solv = {_fmt(solv_constant)}; C*_GD(Armijo, N={paper['steps']}, {level:.0%}) = "
+        f"{_fmt(_reached(paper_budget['lora']['rho']))} {_fmt_interval(paper_budget['lora']['interval'])}"
+        f"; LoRA - least squares {_fmt_signed(gap['estimate'])} {_fmt_interval(gap['interval'])}; "
+        f"GD range over budgets {_fmt(min(across))}-{_fmt(max(across))}"
     )
     return Decision(verdict, summary, key_figure)
 
@@ -302,6 +337,10 @@ def _rounded(value: float) -> float | None:
 
 def _fmt(value: float) -> str:
     return f"{value:.2f}" if math.isfinite(value) else "not reached"
+
+
+def _fmt_signed(value: float | None) -> str:
+    return "not found" if value is None else f"{value:+.2f}"
 
 
 def _fmt_interval(interval: list[float | None]) -> str:

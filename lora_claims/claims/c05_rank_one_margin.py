@@ -18,12 +18,13 @@ SPEC = ClaimSpec(
         "encoder x task x k x K convention, binary and multi-class, at C* = 1.35."
     ),
     rule=(
-        "Supported with caveats if d(1) > C* KN per adapted matrix on every canonical binary setup "
-        "(roberta-base and roberta-large, k = canonical_k, K = 1 and K = 2), the caveat being that "
-        "the count does not separate binary from multi-class tasks; not supported if it fails on any "
-        "of them. The count alone never gives plain supported."
+        "Not supported if d(1) > C* KN per adapted matrix fails on any canonical binary setup "
+        "(roberta-base and roberta-large, k = canonical_k, K = 1 and K = 2). Otherwise supported with "
+        "caveats if it also holds on every canonical multi-class setup (the caveat: the count does not "
+        "separate binary from multi-class tasks), and supported if it fails on some canonical "
+        "multi-class setup."
     ),
-    version="1.0",
+    version="2.0",
     evaluation="Exact arithmetic over the canonical-setup table.",
     tolerances={"cstar": 1.35, "canonical_k": 16},
     needs=Needs(device="cpu"),
@@ -108,22 +109,27 @@ def decide(outcome: Outcome, spec: ClaimSpec) -> Decision:
     inputs = outcome.decision
     headline, mnli, failing = inputs["headline_binary"], inputs["mnli"], inputs["failures_per_matrix"]
     binary_failures = [row["setup"] for row in inputs["canonical_binary"] if not row["holds_per_matrix"]]
-    if not binary_failures:
-        verdict = Verdict.SUPPORTED_WITH_CAVEATS
+    if binary_failures:
+        verdict = Verdict.NOT_SUPPORTED
+        summary = "The condition fails at r = 1 on a canonical binary setup: " + ", ".join(binary_failures)
+    else:
+        multi = inputs["multiclass_canonical_holds"]
+        verdict = Verdict.SUPPORTED_WITH_CAVEATS if multi else Verdict.SUPPORTED
+        mnli_text = f"MNLI: C* KN = {mnli['cstar_KN']:.1f}, ratio {mnli['ratio_per_matrix']:.1f}"
+        contrast = (
+            f"Caveat: it holds just as well on every canonical multi-class setup ({mnli_text}), so "
+            "the capacity condition alone does not separate binary from multi-class tasks" if multi else
+            f"It fails on some canonical multi-class setup ({mnli_text}), so there the count does "
+            "separate binary from multi-class tasks"
+        )
         summary = (
             f"At r = 1 each {headline['d_r1_per_matrix']}-dimensional roberta-base q/v matrix "
             f"exceeds C* KN = {headline['cstar_KN']:.1f} (binary, K = 2, N = 32) by a factor "
             f"{headline['ratio_per_matrix']:.1f}, and the condition holds on every canonical "
-            f"16-shot RoBERTa setup. Caveat: it holds just as well for "
-            f"{'every' if inputs['multiclass_canonical_holds'] else 'most'} multi-class setup (MNLI: "
-            f"C* KN = {mnli['cstar_KN']:.1f}, ratio {mnli['ratio_per_matrix']:.1f}), so the capacity "
-            f"condition alone does not separate binary from multi-class tasks. It fails per matrix "
-            f"in {len(failing)} non-canonical cases (more shots, many classes or a smaller "
-            f"encoder), e.g. {', '.join(failing[:3])}."
+            f"16-shot RoBERTa binary setup. {contrast}. "
+            f"It fails per matrix in {len(failing)} non-canonical cases (more shots, many classes or a "
+            f"smaller encoder), e.g. {', '.join(failing[:3])}."
         )
-    else:
-        verdict = Verdict.NOT_SUPPORTED
-        summary = "The condition fails at r = 1 on a canonical binary setup: " + ", ".join(binary_failures)
     key_figure = (
         f"d(1)={headline['d_r1_per_matrix']} vs C*KN={headline['cstar_KN']:.1f} (binary) and "
         f"{mnli['cstar_KN']:.1f} (MNLI)"

@@ -43,8 +43,9 @@ HEADLINE_LEVELS = (0.5, 0.95)
 # The rho grid of the trainability sweep (research notes, section 2).
 GD_RHOS = (1.0, 1.03, 1.06, 1.1, 1.15, 1.2, 1.25, 1.3, 1.35, 1.4, 1.5, 1.6, 1.8, 2.0)
 # Above p = d the exact fit is impossible and just below it certain; the sweep looks closely at
-# the edge (d+1, d, d-1, d-2) and then coarsely up to rho = 2, for the phase-transition figure.
-SOLV_RHOS = (1.1, 1.2, 1.3, 1.5, 2.0)
+# the edge (d+1, d, d-1, d-2), then at the paper's 1.35 (so that a threshold there would be
+# resolved: the power of C4's design), and coarsely up to rho = 2 for the phase-transition figure.
+SOLV_RHOS = (1.1, 1.2, 1.3, 1.35, 1.4, 1.5, 2.0)
 # (m, n, r, p, trials, rng) -> the LoRA instances of one chunk
 ProblemSampler = Callable[[int, int, int, int, int, np.random.Generator], LoraSystem]
 _ELEMENTS_PER_CHUNK = 2**23  # float64 feature entries solved together (64 MiB)
