@@ -31,7 +31,9 @@ CLAIM_MODULES = (
     "c11_ntk_assumptions",
     "c04_real_features",
     "c06_real_features",
+    "c08_cpu_minilm",
     "c08_linearized",
+    "c10_cpu_minilm",
 )
 
 

@@ -196,28 +196,40 @@ class BestRankTest:
         return asdict(self)
 
 
-def best_rank_test(predictions: dict[int, np.ndarray], labels: np.ndarray, baseline: int = 1,
-                   alpha: float = 0.05, n_resamples: int = N_RESAMPLES, seed: int = 0) -> BestRankTest:
+def best_rank_test(predictions: dict[int, list[np.ndarray]], labels: list[np.ndarray],
+                   baseline: int = 1, alpha: float = 0.05, n_resamples: int = N_RESAMPLES,
+                   seed: int = 0) -> BestRankTest:
     """Simultaneous bounds on acc(r) - acc(baseline) for every other rank r.
 
-    The lower bounds hold together at 1 - alpha, and so do the upper bounds (the bootstrap
-    distribution of the largest standardized deviation over ranks, one side at a time), so the rank
-    that looks best is not favoured by having been selected.
+    ``predictions[rank][s]`` and ``labels[s]`` are seed s's test rows. Seeds are resampled, and
+    rows within each seed; where every seed scores the same rows the row draw is shared by all
+    seeds (the rows are one sample of the task), otherwise each seed draws its own. The lower
+    bounds hold together at 1 - alpha, and so do the upper bounds (the bootstrap distribution of
+    the largest standardized deviation over ranks, one side at a time), so the rank that looks
+    best is not favoured by having been selected.
     """
     others = sorted(r for r in predictions if r != baseline)
     if not others:
         raise InvalidArgument("a rank sweep needs at least one rank besides the baseline")
-    base = _correct(np.atleast_2d(predictions[baseline]), labels)
-    n_seeds, n_rows = base.shape
+    labels = [np.asarray(y) for y in labels]
+    n_seeds = len(labels)
+    if n_seeds < 2:
+        raise InvalidArgument(f"a rank sweep needs at least 2 seeds, got {n_seeds}")
+    shared = all(y.shape == labels[0].shape and np.array_equal(y, labels[0]) for y in labels)
     rng = np.random.default_rng(seed)
     seed_counts = rng.multinomial(n_seeds, np.full(n_seeds, 1 / n_seeds), size=n_resamples)
-    row_counts = rng.multinomial(n_rows, np.full(n_rows, 1 / n_rows), size=n_resamples)
-    means, draws = [], []
-    for rank in others:
-        diff = _correct(np.atleast_2d(predictions[rank]), labels) - base
-        means.append(diff.mean())
-        draws.append(np.einsum("bs,sr,br->b", seed_counts, diff, row_counts) / (n_seeds * n_rows))
-    means, draws = np.array(means), np.array(draws)  # ranks; ranks x resamples
+    shared_rows = (rng.multinomial(labels[0].size, np.full(labels[0].size, 1 / labels[0].size),
+                                   size=n_resamples) if shared else None)
+    per_seed = np.empty((n_resamples, n_seeds, len(others)))
+    means = np.zeros(len(others))
+    for s, y in enumerate(labels):
+        base = np.asarray(predictions[baseline][s]) == y
+        diff = np.stack([(np.asarray(predictions[r][s]) == y).astype(float) - base for r in others])
+        rows = shared_rows if shared else rng.multinomial(y.size, np.full(y.size, 1 / y.size),
+                                                          size=n_resamples)
+        per_seed[:, s, :] = rows @ diff.T / y.size
+        means += diff.mean(1) / n_seeds
+    draws = (np.einsum("bs,bsr->br", seed_counts, per_seed) / n_seeds).T  # ranks x resamples
     scale = draws.std(axis=1, ddof=1)
     scale = np.where(scale > 0, scale, 1.0)
     deviation = (draws - means[:, None]) / scale[:, None]

@@ -130,14 +130,33 @@ def test_power_formula():
     assert non_inferiority_power(0.01, 0.02, 0.05, true_difference=-0.02) == pytest.approx(0.05, abs=1e-4)
 
 
+def per_seed(arms: dict) -> dict:
+    return {rank: list(predictions) for rank, predictions in arms.items()}
+
+
+def test_best_rank_with_seeds_on_their_own_rows():
+    """MNLI's seeds are tested on different rows: each seed draws its own rows."""
+    rng = np.random.default_rng(9)
+    predictions, labels = {1: [], 4: []}, []
+    for _ in range(5):
+        arms, y = simulate({1: 0.55, 4: 0.70}, rng, rows=200, seeds=1)
+        labels.append(y)
+        for rank in predictions:
+            predictions[rank].append(arms[rank][0])
+    test = best_rank_test(predictions, labels)
+    assert test.best == 4 and test.lower["4"] > 0 > test.lower["4"] - 0.2
+    with pytest.raises(InvalidArgument, match="at least 2 seeds"):
+        best_rank_test({1: predictions[1][:1], 4: predictions[4][:1]}, labels[:1])
+
+
 def test_best_rank_controls():
     rng = np.random.default_rng(6)
     rising, labels = simulate({1: 0.60, 2: 0.64, 4: 0.68, 8: 0.70}, rng, seeds=10)
-    test = best_rank_test(rising, labels)
+    test = best_rank_test(per_seed(rising), [labels] * 10)
     assert test.best == 8 and test.lower["8"] > 0
     assert all(test.lower[r] < test.advantages[r] < test.upper[r] for r in test.lower)
     falling, labels = simulate({1: 0.70, 2: 0.66, 4: 0.62, 8: 0.60}, rng, seeds=10)
-    test = best_rank_test(falling, labels)
+    test = best_rank_test(per_seed(falling), [labels] * 10)
     assert test.best == 1 and all(high < 0 for high in test.upper.values())
 
 
@@ -149,7 +168,7 @@ def test_best_rank_selection_is_corrected():
     for trial in range(100):
         flat, labels = simulate({1: 0.6, 2: 0.6, 4: 0.6, 8: 0.6, 12: 0.6, 16: 0.6}, rng, seeds=5,
                                 rows=300)
-        test = best_rank_test(flat, labels, n_resamples=1000, seed=trial)
+        test = best_rank_test(per_seed(flat), [labels] * 5, n_resamples=1000, seed=trial)
         false_wins += max(test.lower.values()) > 0
     assert false_wins / 100 <= ALPHA + 0.06
 
