@@ -30,6 +30,7 @@ SPEC = ClaimSpec(
         "minimum there named as the off-by-one; otherwise not supported."
     ),
     version="1.0",
+    reading="exact integer arithmetic over the canonical few-shot setups (K = 1, 2, 3; k = 16, 32, 64)",
     evaluation="Exact integer arithmetic over the canonical-setup table.",
     tolerances={"prescribed_rank": 12},
     needs=Needs(device="cpu"),

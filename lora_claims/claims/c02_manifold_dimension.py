@@ -23,6 +23,7 @@ SPEC = ClaimSpec(
         "not supported otherwise."
     ),
     version="1.0",
+    reading="float64 Jacobian ranks at random Gaussian points, every m, n <= 8 and three larger shapes",
     evaluation="Singular values of the explicit Jacobian; rank tolerance and spectral gap recorded.",
     tolerances={"max_side": 8, "extra_shapes": [[3, 17], [12, 5], [16, 16]], "min_gap": 1e6},
     needs=Needs(device="cpu"),

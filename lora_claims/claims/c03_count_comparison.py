@@ -29,6 +29,7 @@ SPEC = ClaimSpec(
         "if any of the three fails."
     ),
     version="1.0",
+    reading="exact rational arithmetic, every m, n <= 48; the rank comparison on r_sard(KN) <= min(m, n)",
     evaluation="Exact rational arithmetic over an exhaustive grid; hypothesis hunts the boundary.",
     tolerances={"max_side": 48, "cstar": 1.35},
     needs=Needs(device="cpu"),

@@ -25,6 +25,7 @@ SPEC = ClaimSpec(
         "multi-class setup."
     ),
     version="2.0",
+    reading="exact arithmetic on roberta-base and roberta-large query/value shapes with C* = 1.35",
     evaluation="Exact arithmetic over the canonical-setup table.",
     tolerances={"cstar": 1.35, "canonical_k": 16},
     needs=Needs(device="cpu"),

@@ -57,6 +57,7 @@ SPEC = ClaimSpec(
         "establishes no caveat. K = 3 decides nothing."
     ),
     version="2.0",
+    reading="linearized model, Gaussian and last-layer-like features, K = 2 decides (K = 3 is the contrast)",
     evaluation=(
         "Batched linearized-model training (lora_claims.methods.linearized.ce_experiments); inf F under l2 from the "
         "convex nuclear-norm problem (lora_claims.methods.linearized.convex) where its rank <= r."

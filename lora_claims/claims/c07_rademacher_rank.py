@@ -47,6 +47,7 @@ SPEC = ClaimSpec(
         "supported with caveats if the predictions are correct but do not follow K that way."
     ),
     version="2.0",
+    reading="teacher-student simulations in the linearized model, six (K, teacher rank) cases",
     evaluation="Bound plus linearized teacher-student simulation (lora_claims.methods.linearized.generalization).",
     tolerances={"teacher_norm": 3.0, "alpha": 0.05, "min_power": 0.8},
     sizes={

@@ -9,7 +9,6 @@ the learning rate chosen per rank on the dev splits.
 from __future__ import annotations
 
 from lora_claims.harness.context import AuditContext
-from lora_claims.harness.environment import on_one_torch_thread
 from lora_claims.harness.spec import ClaimSpec, Decision, Needs, Outcome, Verdict
 from lora_claims.methods.finetune.empirical import rank_pair_study, rank_pair_summary
 from lora_claims.methods.finetune.rank_pair import Rule
@@ -18,8 +17,8 @@ from lora_claims.methods.finetune.runs import RunInputs
 
 CLAIMED_TASKS = ("SST-2", "QNLI", "MRPC", "RTE")
 CPU_SCALE = {"ranks": [1, 12], "steps": 500, "eval_every": 50, "batch_size": 8, "max_length": 128,
-             "test_cap": 2000, "placement": "last-layer", "head": "linear-cls",
-             "learning_rates": [1e-3, 3e-3, 1e-2]}
+             "test_cap": 2000, "placement": "last-layer", "head": "native",
+             "learning_rates": [1e-3, 3e-3]}
 
 SPEC = ClaimSpec(
     id="C8-cpu",
@@ -29,8 +28,9 @@ SPEC = ClaimSpec(
         "1 reaches test accuracy competitive with rank 12 on SST-2, QNLI, MRPC and RTE."
     ),
     formalization=(
-        "MiniLM, LoRA on the last layer's query and value (alpha = 2r), a linear head on the first "
-        "token, AdamW with linear decay, 500 steps of batch 8, best dev checkpoint; 16-shot splits "
+        "MiniLM, LoRA on the last layer's query and value (alpha = 2r), its own classification "
+        "head (frozen pooler, trained classifier: chosen by the dev-only pilot in "
+        "docs/pilots/minilm-head-pilot.json), AdamW with linear decay, 500 steps of batch 8, best dev checkpoint; 16-shot splits "
         "from LM-BFF's five seeds plus splits drawn with its sampler from the full train pool; the "
         "full GLUE dev set as test set (capped at 2,000 rows); per rank the learning rate of the "
         "declared grid with the best mean dev accuracy. acc(r=1) - acc(r=12) with a bootstrap over "
@@ -46,6 +46,7 @@ SPEC = ClaimSpec(
         "inferior, inconclusive otherwise; a smoke run is never evaluated."
     ),
     version="1.0",
+    reading="MiniLM on CPU, LoRA on the last layer, 500 steps, SST-2 20 / QNLI 5 / MRPC 10 / RTE 10 seeds, full test sets",
     evaluation="Stacked-engine fine-tuning on CPU, per-example test predictions.",
     tolerances={"margin": 0.02, "alpha": 0.05, "power_target": 0.8,
                 "converged_train_accuracy": 0.9},
@@ -61,7 +62,6 @@ SPEC = ClaimSpec(
 )
 
 
-@on_one_torch_thread
 def evaluate(spec: ClaimSpec, ctx: AuditContext) -> Outcome:
     design = StudyDesign.from_sizes(spec.sizes_for(ctx.profile), ("minilm",))
     decision, evidence = rank_pair_study(design, RunInputs(ctx.data_dir, ctx.model_paths, ctx.cache),

@@ -7,21 +7,15 @@ inflated; the rank comparison stays paired. Not the paper's claim: C10 itself ne
 from __future__ import annotations
 
 from lora_claims.harness.context import AuditContext
-from lora_claims.harness.environment import on_one_torch_thread
 from lora_claims.harness.spec import ClaimSpec, Decision, Needs, Outcome, Verdict
-from lora_claims.methods.finetune.empirical import sweep_decision, sweep_verdict
-from lora_claims.methods.finetune.rank_study import (
-    StudyDesign,
-    chosen_learning_rates,
-    run_study,
-    selected_records,
-)
+from lora_claims.methods.finetune.empirical import sweep_study, sweep_summary
+from lora_claims.methods.finetune.rank_study import StudyDesign
 from lora_claims.methods.finetune.runs import RunInputs
 
 TASK = "MNLI"
 CPU_SCALE = {"ranks": [1, 2, 4, 8, 12, 16], "steps": 500, "eval_every": 50, "batch_size": 8,
-             "max_length": 128, "test_cap": 2000, "placement": "last-layer", "head": "linear-cls",
-             "learning_rates": [1e-3, 3e-3, 1e-2]}
+             "max_length": 128, "test_cap": 2000, "placement": "last-layer", "head": "native",
+             "learning_rates": [1e-3, 3e-3]}
 
 SPEC = ClaimSpec(
     id="C10-cpu",
@@ -31,7 +25,7 @@ SPEC = ClaimSpec(
         "rank with the best MNLI test accuracy is above one."
     ),
     formalization=(
-        "MiniLM, LoRA on the last layer's query and value, a linear head on the first token, 500 "
+        "MiniLM, LoRA on the last layer's query and value, its own classification head, 500 "
         "steps of batch 8, ranks 1, 2, 4, 8, 12, 16, each at the learning rate of the declared "
         "grid with the best mean dev accuracy; LM-BFF's five 16-shot MNLI splits, each tested on "
         "the other seeds' rows (no MNLI dev set is staged). acc(r) - acc(1) for every rank with "
@@ -44,6 +38,7 @@ SPEC = ClaimSpec(
         "smoke run is never evaluated."
     ),
     version="1.0",
+    reading="MiniLM on CPU, LoRA on the last layer, MNLI, five seeds, ranks 1-16",
     evaluation="Stacked-engine fine-tuning on CPU, per-example test predictions.",
     tolerances={"margin": 0.02, "alpha": 0.05},
     sizes={
@@ -56,33 +51,17 @@ SPEC = ClaimSpec(
 )
 
 
-@on_one_torch_thread
 def evaluate(spec: ClaimSpec, ctx: AuditContext) -> Outcome:
     design = StudyDesign.from_sizes(spec.sizes_for(ctx.profile), ("minilm",))
-    records, _ = run_study(design, RunInputs(ctx.data_dir, ctx.model_paths, ctx.cache), ctx.device)
-    choice = chosen_learning_rates(records)
-    selected = selected_records(records, choice)
-    per_model = sweep_decision(selected, TASK, spec.tolerances["margin"], spec.tolerances["alpha"])
-    decision = {"models": per_model, "verdict": sweep_verdict(per_model),
-                "design": design.label(), "smoke": ctx.profile == "smoke"}
-    evidence = {"design": design.to_json(),
-                "learning_rates": {f"{e} {t} r={r}": lr for (e, t, r), lr in choice.items()},
-                "test_accuracy": {f"r={r['rank']} seed={r['seed']}": r["test_accuracy"]
-                                  for r in selected}}
-    return Outcome(decision=decision, evidence=evidence)
+    decision, evidence = sweep_study(design, RunInputs(ctx.data_dir, ctx.model_paths, ctx.cache),
+                                     ctx.device, TASK, spec.tolerances)
+    return Outcome(decision=decision | {"smoke": ctx.profile == "smoke"}, evidence=evidence)
 
 
 def decide(outcome: Outcome, spec: ClaimSpec) -> Decision:
-    inputs = outcome.decision
-    model, entry = next(iter(inputs["models"].items()))
-    test = entry["test"]
-    best = str(test["best"]) if str(test["best"]) in test["lower"] else max(
-        test["lower"], key=test["advantages"].get)
-    key_figure = (f"best rank {test['best']} ({model}); acc(r={best})-acc(r=1) = "
-                  f"{test['advantages'][best]:+.3f}, simultaneous bounds "
-                  f"[{test['lower'][best]:+.3f}, {test['upper'][best]:+.3f}]; {entry['decision']}")
-    summary = (f"{inputs['design']}. MNLI seen in MiniLM's pre-training (AllNLI): absolute "
-               f"accuracy is inflated, the rank comparison stays paired.")
-    if inputs["smoke"]:
+    summary, key_figure = sweep_summary(outcome.decision)
+    summary += (" MNLI is in MiniLM's pre-training (AllNLI): absolute accuracy is inflated, the "
+                "rank comparison stays paired.")
+    if outcome.decision["smoke"]:
         return Decision(Verdict.NOT_EVALUATED, f"smoke run (plumbing only). {summary}", key_figure)
-    return Decision(Verdict(inputs["verdict"]), summary, key_figure)
+    return Decision(Verdict(outcome.decision["verdict"]), summary, key_figure)

@@ -63,6 +63,7 @@ class ClaimSpec:
     rule: str  # the decision rule, in words; ``decide`` implements exactly this
     version: str
     evaluation: str  # how it is measured, in one line
+    reading: str = ""  # the scale, features and configuration the verdict holds under
     tolerances: dict[str, Any] = field(default_factory=dict)
     sizes: dict[str, dict[str, Any]] = field(default_factory=dict)  # per profile
     needs: Needs = Needs()
@@ -95,6 +96,7 @@ class ClaimSpec:
             "statement": self.statement,
             "formalization": self.formalization,
             "rule": self.rule,
+            "reading": self.reading,
             "evaluation": self.evaluation,
             "tolerances": self.tolerances,
             "needs": self.needs.to_json(),
@@ -145,6 +147,7 @@ class ClaimResult:
             "summary": self.summary,
             "key_figure": self.key_figure,
             "rule": self.spec.get("rule", ""),
+            "reading": self.spec.get("reading", ""),
             "evidence": self.evidence,
             "decision_inputs": self.decision_inputs,
             "figures": list(self.figures),

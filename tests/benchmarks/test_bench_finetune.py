@@ -1,14 +1,13 @@
-"""Our fine-tuning run against the Hugging Face Trainer, end to end, on the same config on CPU.
+"""The C8 CPU workload through our engine against the Hugging Face Trainer + peft, end to end.
 
-Both runs load the same packaged encoder, build the same peft model (same seed, same LoRA and
-head), train the same steps with the same batch size, learning rate and linear schedule, evaluate
-the k-shot dev split every ``eval_every`` steps, restore the best checkpoint, and evaluate train,
-dev and test at the end. Model loading and tokenization are timed on both sides (caches cleared).
-The Trainer keeps its checkpoints on disk (that is how it restores the best one); ours keeps them
-in memory, batches evaluation by length and tokenizes once. Slow: marked ``slow``; the speed-up
-checks are marked ``timing`` and run only with ``--benchmark-only`` (tox -e bench).
-
-Measured: 1.2-1.4x, short of the 2x the issue asks for (recorded as a strict xfail).
+The same runs (MiniLM, SST-2, LM-BFF's five seeds, ranks 1 and 12: ten runs) are trained once by
+``run_sweep`` (the stacked engine: the ten adapters in one pass over one frozen base, prefix and
+tokenization done once) and once by the Trainer, one run at a time, with the same LoRA, head,
+steps, batch size, learning rate and linear schedule, dev-based selection and final evaluation.
+Both placements: LoRA on every layer's query/value, and on the last layer's only (the Trainer
+gets peft's ``layers_to_transform``; it has no frozen prefix to reuse). Model loading and
+tokenization are timed on both sides. Slow, and the ratio checks are ``timing`` tests that run
+only with ``--benchmark-only`` (tox -e bench).
 """
 
 from __future__ import annotations
@@ -18,17 +17,17 @@ import time
 import numpy as np
 import pytest
 
+from lora_claims.harness.cache import ResultCache
+from lora_claims.methods.data.kshot import load_seed
 from lora_claims.methods.finetune import runs as finetune
-from lora_claims.methods.finetune.runs import RunConfig, build_lora_model, train_and_evaluate
-from lora_claims.methods.data.kshot import load_few_shot
 from lora_claims.methods.finetune.models import MissingModel, resolve_model
+from lora_claims.methods.finetune.runs import RunConfig, RunInputs, build_lora_model, run_sweep
 from tests.finetune_support import require_glue_data
 
-REQUIRED_SPEEDUP = 2.0  # the issue's target
-MEASURED_FLOOR = 1.05  # measured 1.2-1.4x; the floor leaves room for timing noise
-CONFIG = RunConfig(model="minilm", task="SST-2", seed=13, rank=8, steps=20, eval_every=5,
-                   batch_size=8, eval_batch_size=128, learning_rate=5e-3, max_length=64,
-                   test_cap=400)
+TARGET = {"last-layer": 10.0, "all-layers": 2.0}  # the engine's speed targets per placement
+SEEDS, RANKS = (13, 21, 42, 87, 100), (1, 12)
+BASE = dict(model="minilm", task="SST-2", steps=30, eval_every=10, batch_size=8,
+            learning_rate=3e-3, max_length=64, test_cap=400)
 
 
 def _clear_caches():
@@ -37,7 +36,7 @@ def _clear_caches():
 
 
 def trainer_run(config: RunConfig, model_path, data, out_dir) -> dict:
-    """The same run through transformers.Trainer (dev-based selection via its checkpoints)."""
+    """One run through transformers.Trainer (dev-based selection via its checkpoints)."""
     from transformers import (
         AutoTokenizer,
         DataCollatorWithPadding,
@@ -78,66 +77,48 @@ def trainer_run(config: RunConfig, model_path, data, out_dir) -> dict:
     return {name: trainer.evaluate(split)["eval_accuracy"] for name, split in splits.items()}
 
 
-@pytest.fixture(scope="module")
-def timings(pytestconfig, tmp_path_factory):
-    """Both runs once each, after one warm-up of each (lazy imports, first-call kernels), timed
-    with wall clock and process CPU time."""
+@pytest.fixture(scope="module", params=["last-layer", "all-layers"])
+def timings(request, pytestconfig, tmp_path_factory):
+    """Both sides once each, after a warm-up of each (lazy imports, first-call kernels)."""
+    placement = request.param
     glue = require_glue_data(pytestconfig.getoption("--data-dir"))
     try:
-        model = resolve_model(CONFIG.model)
+        model = resolve_model("minilm")
     except MissingModel as reason:
         pytest.skip(str(reason))
-    data = load_few_shot(glue, CONFIG.task, CONFIG.k, CONFIG.seed, CONFIG.test_cap)
-    warm = RunConfig(**{**CONFIG.to_json(), "steps": 1, "eval_every": 1, "test_cap": 8,
-                        "target_modules": None})
-    small = load_few_shot(glue, CONFIG.task, CONFIG.k, CONFIG.seed, 8)
-    train_and_evaluate(warm, model, small)
-    trainer_run(warm, model.path, small, tmp_path_factory.mktemp("warm"))
-    measured = {}
-    for name, run in (("ours", lambda: train_and_evaluate(CONFIG, model, data)),
-                      ("trainer", lambda: trainer_run(CONFIG, model.path, data,
-                                                      tmp_path_factory.mktemp("trainer")))):
-        _clear_caches()
-        wall, cpu = time.perf_counter(), time.process_time()
-        result = run()
-        measured[name] = {"wall": time.perf_counter() - wall, "cpu": time.process_time() - cpu,
-                          "result": result}
-    ratio = measured["trainer"]["wall"] / measured["ours"]["wall"]
-    cpu_ratio = measured["trainer"]["cpu"] / measured["ours"]["cpu"]
-    print(f"\nours {measured['ours']['wall']:.1f} s ({measured['ours']['cpu']:.1f} s CPU), "
-          f"Trainer {measured['trainer']['wall']:.1f} s ({measured['trainer']['cpu']:.1f} s CPU): "
-          f"speed-up {ratio:.2f}x wall, {cpu_ratio:.2f}x CPU")
-    return {**measured, "ratio": ratio}
+    configs = [RunConfig(**BASE, seed=seed, rank=rank, placement=placement)
+               for seed in SEEDS for rank in RANKS]
+    warm = RunConfig(**{**BASE, "steps": 1, "eval_every": 1, "test_cap": 8}, placement=placement)
+    run_sweep([warm], RunInputs(glue, {}, ResultCache(tmp_path_factory.mktemp("warm"))), False)
+    trainer_run(warm, model.path, load_seed(glue, "SST-2", 16, 13, 8), tmp_path_factory.mktemp("w"))
+    _clear_caches()
+    start = time.perf_counter()
+    ours = run_sweep(configs, RunInputs(glue, {}, ResultCache(tmp_path_factory.mktemp("c"))), False)
+    ours_s = time.perf_counter() - start
+    _clear_caches()
+    start = time.perf_counter()
+    theirs = [trainer_run(c, model.path, load_seed(glue, c.task, c.k, c.seed, c.test_cap),
+                          tmp_path_factory.mktemp("trainer")) for c in configs]
+    trainer_s = time.perf_counter() - start
+    print(f"\n{placement}: ours {ours_s:.1f} s, Trainer {trainer_s:.1f} s for {len(configs)} runs: "
+          f"{trainer_s / ours_s:.1f}x")
+    return {"placement": placement, "ours": ours, "theirs": theirs, "ours_s": ours_s,
+            "trainer_s": trainer_s, "ratio": trainer_s / ours_s}
 
 
 @pytest.mark.slow
-def test_both_runs_complete_the_protocol(timings):
-    ours, theirs = timings["ours"]["result"], timings["trainer"]["result"]
-    assert ours["best_step"] in range(CONFIG.eval_every, CONFIG.steps + 1, CONFIG.eval_every)
-    assert all(0.0 <= theirs[name] <= 1.0 for name in ("train", "dev", "test"))
-
-
-def _record_speedup(benchmark, timings) -> float:
-    """Put both wall times and their ratio into the benchmark JSON; the timing itself was done by
-    the ``timings`` fixture, so the benchmark entry times only this bookkeeping."""
-    benchmark.extra_info.update(ours_s=timings["ours"]["wall"], trainer_s=timings["trainer"]["wall"],
-                                ratio=timings["ratio"])
-    return benchmark.pedantic(lambda: timings["ratio"], rounds=1, iterations=1)
+def test_both_sides_complete_the_protocol(timings):
+    for record in timings["ours"]:
+        assert record["best_step"] in range(10, 31, 10) and record["engine"] == "stacked"
+    assert all(0.0 <= run[name] <= 1.0 for run in timings["theirs"] for name in ("train", "test"))
 
 
 @pytest.mark.slow
 @pytest.mark.timing
-def test_our_loop_is_faster_than_the_trainer(benchmark, timings):
-    ratio = _record_speedup(benchmark, timings)
-    assert ratio >= MEASURED_FLOOR, f"speed-up {ratio:.2f}x"
-
-
-@pytest.mark.slow
-@pytest.mark.timing
-@pytest.mark.xfail(strict=True, reason=(
-    "issue 5 asks for >= 2x; measured 1.2-1.4x (README): model compute dominates both loops on "
-    "CPU, and the Trainer with the same eval batch size loses only its checkpoint writes, "
-    "unsorted eval batches and per-step overhead"))
-def test_our_loop_is_at_least_twice_as_fast_as_the_trainer(benchmark, timings):
-    ratio = _record_speedup(benchmark, timings)
-    assert ratio >= REQUIRED_SPEEDUP, f"speed-up {ratio:.2f}x"
+def test_the_engine_reaches_its_speed_target_against_the_trainer(benchmark, timings):
+    """The whole workload's wall time, ours against the Trainer's; the timing was done by the
+    fixture, so the benchmark entry only records the figures."""
+    benchmark.extra_info.update(placement=timings["placement"], ours_s=timings["ours_s"],
+                                trainer_s=timings["trainer_s"], ratio=timings["ratio"])
+    ratio = benchmark.pedantic(lambda: timings["ratio"], rounds=1, iterations=1)
+    assert ratio >= TARGET[timings["placement"]], f"{ratio:.1f}x"

@@ -49,6 +49,8 @@ def tiny_model(architecture: str, seed: int = 0):
     from transformers import (
         BertConfig,
         BertForSequenceClassification,
+        ElectraConfig,
+        ElectraForSequenceClassification,
         RobertaConfig,
         RobertaForSequenceClassification,
     )
@@ -58,6 +60,9 @@ def tiny_model(architecture: str, seed: int = 0):
                  intermediate_size=64, num_labels=2)
     if architecture == "bert":
         model = BertForSequenceClassification(BertConfig(max_position_embeddings=64, **shape))
+    elif architecture == "electra":
+        model = ElectraForSequenceClassification(
+            ElectraConfig(max_position_embeddings=64, embedding_size=32, **shape))
     else:
         model = RobertaForSequenceClassification(
             RobertaConfig(max_position_embeddings=64, pad_token_id=1, **shape))
@@ -139,6 +144,21 @@ def test_adapters_of_different_data_splits_stack_as_if_trained_apart(placement):
             assert record[key] == alone[key], key
     with pytest.raises(InvalidArgument, match="equal sizes"):
         train_stacked(model, mixed, settings, [splits[0][0], test], [s[1] for s in splits], test)
+
+
+@pytest.mark.parametrize("head", ["linear-cls", "linear-mean"])
+def test_electra_trains_as_peft_does_alone_with_a_linear_head(head):
+    """ELECTRA (the third paper encoder) shares BERT's layers; its own head (GELU between two
+    linears) is refused, so it runs with a linear head."""
+    model = tiny_model("electra")
+    train, dev, test = tiny_task(model)
+    settings = TrainSettings(placement="last-layer", head=head, **SETTINGS)
+    stacked = train_stacked(model, ADAPTERS[:2], settings, train, dev, test, keep_step_losses=True)
+    for adapter, record in zip(ADAPTERS[:2], stacked, strict=True):
+        assert_same_run(record, train_peft_reference(model, adapter, settings, train, dev, test,
+                                                     keep_step_losses=True))
+    with pytest.raises(InvalidArgument, match="head 'native' on ELECTRA"):
+        train_stacked(model, ADAPTERS[:1], TrainSettings(head="native", **SETTINGS), train, dev, test)
 
 
 def test_rank_padding_stays_exactly_zero():

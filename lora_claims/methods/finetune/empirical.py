@@ -115,3 +115,49 @@ def rank_pair_summary(decision: dict) -> tuple[str, str]:
                   f"{-worst['margin']:+.3f} ({worst['seeds']} seeds x {worst['rows']} rows)")
     notes = f" Notes: {'; '.join(decision['notes'])}." if decision.get("notes") else ""
     return f"{decision['design']}. {tally}.{notes}", key_figure
+
+
+def paper_study_design(spec, ctx, encoders: tuple[str, ...], needs_gpu: Exception):
+    """The study a paper-scale claim runs here: its paper encoders at paper scale on CUDA; under
+    profile smoke the same code on random-init encoders for a few steps; otherwise ``needs_gpu``."""
+    from lora_claims.methods.finetune.rank_study import StudyDesign
+
+    smoke = ctx.profile == "smoke"
+    if not smoke and not ctx.device.startswith("cuda"):
+        raise needs_gpu
+    return StudyDesign.from_sizes(spec.sizes_for(ctx.profile), encoders, random_init=smoke)
+
+
+def sweep_study(design, inputs, device: str, task: str, tolerances: dict,
+                substitute: str | None = None) -> tuple[dict, dict]:
+    """Run a rank sweep and return the rule's inputs (per model: the best-rank decision) and the
+    evidence (each run's accuracies at its rank's chosen learning rate)."""
+    from lora_claims.methods.finetune.rank_study import (
+        chosen_learning_rates,
+        run_study,
+        selected_records,
+    )
+
+    records, notes = run_study(design, inputs, device, substitute)
+    choice = chosen_learning_rates(records)
+    selected = selected_records(records, choice)
+    per_model = sweep_decision(selected, task, tolerances["margin"], tolerances["alpha"])
+    decision = {"models": per_model, "verdict": sweep_verdict(per_model),
+                "design": design.label(), "notes": notes}
+    evidence = {"design": design.to_json(),
+                "learning_rates": {f"{e} {t} r={r}": lr for (e, t, r), lr in choice.items()},
+                "runs": [{key: record[key] for key in RUN_FIELDS} for record in selected]}
+    return decision, evidence
+
+
+def sweep_summary(decision: dict) -> tuple[str, str]:
+    """Summary and key figure of a sweep decision (the first model's best rank)."""
+    model, entry = next(iter(decision["models"].items()))
+    test = entry["test"]
+    best = max(test["advantages"], key=test["advantages"].get)
+    key_figure = (f"{model}: acc(r={best})-acc(r=1) = {test['advantages'][best]:+.3f}, simultaneous "
+                  f"bounds [{test['lower'][best]:+.3f}, {test['upper'][best]:+.3f}]; "
+                  f"{entry['decision']}")
+    per_model = "; ".join(f"{m}: {e['decision']}" for m, e in decision["models"].items())
+    notes = f" Notes: {'; '.join(decision['notes'])}." if decision.get("notes") else ""
+    return f"{decision['design']}. {per_model}.{notes}", key_figure

@@ -35,11 +35,13 @@ class StudyDesign:
     placement: str
     head: str
     random_init: bool = False
+    heads: dict[str, str] | None = None  # per-encoder exceptions to ``head``
 
     @classmethod
     def from_sizes(cls, sizes: dict, encoders: tuple[str, ...], random_init: bool = False):
         fields = {k: sizes[k] for k in ("steps", "eval_every", "batch_size", "max_length",
                                         "test_cap", "placement", "head")}
+        fields["heads"] = sizes.get("heads")
         return cls(encoders, dict(sizes["seeds_per_task"]), tuple(sizes["ranks"]),
                    tuple(sizes["learning_rates"]), random_init=random_init, **fields)
 
@@ -74,7 +76,8 @@ def run_study(design: StudyDesign, inputs: RunInputs, device: str,
                             steps=design.steps, eval_every=design.eval_every,
                             batch_size=design.batch_size, max_length=design.max_length,
                             test_cap=design.test_cap, device=device, placement=design.placement,
-                            head=design.head, random_init=design.random_init))
+                            head=(design.heads or {}).get(encoder, design.head),
+                            random_init=design.random_init))
     records = run_sweep(configs, inputs)
     return dict(zip(keys, records, strict=True)), notes
 

@@ -50,7 +50,6 @@ class RunConfig:
     rank: int = 1
     alpha: float | None = None  # None: 2 * rank, the same LoRA scale alpha / r at every rank
     rslora: bool = False  # scale alpha / sqrt(r) instead of alpha / r
-    target_modules: tuple[str, ...] | None = None  # None: query and value, named per architecture
     learning_rate: float = 5e-4
     steps: int = 1000
     eval_every: int = 100
@@ -83,8 +82,6 @@ class RunConfig:
             require_int("test_cap", self.test_cap)
         if self.weight_decay < 0:
             raise InvalidArgument(f"weight_decay must be >= 0, got {self.weight_decay}")
-        if self.target_modules is not None and not self.target_modules:
-            raise InvalidArgument("target_modules must name at least one module (or be None)")
         for flag, value, allowed in (("--engine", self.engine, ENGINES),
                                      ("--placement", self.placement, PLACEMENTS),
                                      ("--head", self.head, HEADS)):
@@ -96,9 +93,7 @@ class RunConfig:
         return float(self.alpha) if self.alpha is not None else 2.0 * self.rank
 
     def to_json(self) -> dict[str, Any]:
-        record = asdict(self)
-        record["target_modules"] = list(self.target_modules) if self.target_modules else None
-        return record
+        return asdict(self)
 
 
 @dataclass
@@ -463,7 +458,8 @@ def reset_head(model, seed: int) -> None:
 
 
 def build_lora_model(config: RunConfig, model_path: Path, num_labels: int):
-    """A copy of the encoder with a fresh head and a LoRA adapter, both drawn from ``config.seed``.
+    """A copy of the encoder with a fresh head and a peft LoRA adapter, both drawn from
+    ``config.seed``: the model a Hugging Face Trainer or a benchmark trains (native head only).
 
     The head and the LoRA weights are (re)initialized after copying and wrapping, under the run's
     seed, so that they depend on the seed alone and not on what ran before in the process.
@@ -475,7 +471,7 @@ def build_lora_model(config: RunConfig, model_path: Path, num_labels: int):
 
     model = copy.deepcopy(load_base_model(str(model_path), num_labels))
     reset_head(model, config.seed)
-    targets = config.target_modules or _models.target_modules_for(model.config.model_type)
+    targets = _models.target_modules_for(model.config.model_type)
     check_rank(model, targets, config.rank)
     lora = LoraConfig(
         task_type=TaskType.SEQ_CLS,
@@ -483,6 +479,8 @@ def build_lora_model(config: RunConfig, model_path: Path, num_labels: int):
         lora_alpha=config.lora_alpha,
         lora_dropout=0.0,
         target_modules=list(targets),
+        layers_to_transform=([model.config.num_hidden_layers - 1]
+                             if config.placement == "last-layer" else None),
         use_rslora=config.rslora,
     )
     with warnings.catch_warnings():  # peft probes a property transformers has deprecated

@@ -46,7 +46,7 @@ from lora_claims.errors import InvalidArgument
 
 PLACEMENTS = ("last-layer", "all-layers")
 HEADS = ("native", "linear-cls", "linear-mean")
-MODEL_TYPES = ("bert", "roberta", "xlm-roberta")
+MODEL_TYPES = ("bert", "roberta", "xlm-roberta", "electra")
 PROJECTIONS = ("query", "value")  # the adapted attention projections, in initialisation order
 DROPOUT = 0.0  # see the module docstring
 BETAS = (0.9, 0.999)  # torch.optim.AdamW's defaults, as in the single-run loop
@@ -205,6 +205,9 @@ def encoder_of(model):
                               f"{model.config.position_embedding_type!r}")
     if model.config.is_decoder:
         raise InvalidArgument("model: a decoder configuration (is_decoder=True) is not supported")
+    if getattr(model.config, "embedding_size", model.config.hidden_size) != model.config.hidden_size:
+        raise InvalidArgument("model: an embedding size other than the hidden size (ELECTRA-small's "
+                              "projection) is not supported")
     return model.base_model
 
 
@@ -231,6 +234,9 @@ def head_shapes(model, head: str) -> list[tuple[int, int]]:
     if classifier is None:
         raise InvalidArgument("head 'native' needs a *ForSequenceClassification model; this one "
                               "has no classifier (use head 'linear-cls' or 'linear-mean')")
+    if model.config.model_type == "electra":
+        raise InvalidArgument("head 'native' on ELECTRA (GELU between its two linears) is not "
+                              "supported: use head 'linear-cls'")
     if model.config.model_type == "bert" and encoder_of(model).pooler is None:
         raise InvalidArgument("head 'native' on BERT needs the pooler, and this model has none")
     return [(m.out_features, m.in_features) for m in classifier.modules()
