@@ -50,7 +50,10 @@ SPEC = ClaimSpec(
         "interval; the power to match is simulated by shifting the measured curve to cstar_paper."
     ),
     version="2.0",
-    reading="Monte Carlo with Gaussian iid features at the profile's sizes: exact fit (Levenberg-Marquardt) and Armijo GD at 100/300/1000 steps, least squares beside",
+    reading=(
+        "Monte Carlo with Gaussian iid features at the profile's sizes: exact fit (Levenberg-"
+        "Marquardt) and Armijo GD at 100/300/1000 steps, least squares beside"
+    ),
     evaluation=(
         "Calibrated Monte-Carlo estimators (lora_claims.methods.cstar.estimate): Wilson intervals per grid "
         "point, parametric-bootstrap intervals per threshold and per difference of thresholds "

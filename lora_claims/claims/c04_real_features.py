@@ -56,7 +56,10 @@ SPEC = ClaimSpec(
         "the simulated power to show a transfer of an undecided threshold is below min_power."
     ),
     version="2.0",
-    reading="MiniLM's last-layer value Jacobians on SST-2's 16-shot split (seed 42) against Gaussian features, same estimators",
+    reading=(
+        "MiniLM's last-layer value Jacobians on SST-2's 16-shot split (seed 42) against Gaussian "
+        "features, same estimators"
+    ),
     evaluation="lora_claims.methods.cstar.estimate with a real-feature sampler (lora_claims.methods.ntk.real_capacity).",
     tolerances={"match_band": 0.05, "min_power": 0.8, "extra_gd_rhos": [2.5, 3.0, 4.0],
                 "paper_setting": {"optimizer": "armijo", "steps": 300, "tol": 1e-6, "level": 0.95}},

@@ -51,7 +51,10 @@ SPEC = ClaimSpec(
         "removed), else supported."
     ),
     version="2.0",
-    reading="linearized model on MiniLM's last-layer value Jacobians (SST-2, seed 42), 60 LoRA initializations",
+    reading=(
+        "linearized model on MiniLM's last-layer value Jacobians (SST-2, seed 42), 60 LoRA "
+        "initializations"
+    ),
     evaluation="lora_claims.methods.linearized.training on real features (lora_claims.methods.ntk.real_capacity).",
     tolerances={"epsilon": 1e-3, "success_fraction": 0.9, "power_alternative": 0.99, "min_power": 0.8},  # C6's
     # inits: LoRA initializations at rank 1 (reference_inits at rank 12); pool_test_rows: test rows added to the 32 train rows;

@@ -46,7 +46,10 @@ SPEC = ClaimSpec(
         "inferior, inconclusive otherwise; a smoke run is never evaluated."
     ),
     version="1.0",
-    reading="MiniLM on CPU, LoRA on the last layer, 500 steps, SST-2 20 / QNLI 5 / MRPC 10 / RTE 10 seeds, full test sets",
+    reading=(
+        "MiniLM on CPU, LoRA on the last layer, 500 steps, SST-2 20 / QNLI 5 / MRPC 10 / RTE 10 "
+        "seeds, full test sets"
+    ),
     evaluation="Stacked-engine fine-tuning on CPU, per-example test predictions.",
     tolerances={"margin": 0.02, "alpha": 0.05, "power_target": 0.8,
                 "converged_train_accuracy": 0.9},

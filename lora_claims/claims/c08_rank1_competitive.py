@@ -50,7 +50,10 @@ SPEC = ClaimSpec(
         "encoders) is never evaluated."
     ),
     version="2.0",
-    reading="the paper's encoders (roberta-base, bert-base-uncased, ELECTRA-base) at LM-BFF scale on CUDA, LoRA on every layer",
+    reading=(
+        "the paper's encoders (roberta-base, bert-base-uncased, ELECTRA-base) at LM-BFF scale on "
+        "CUDA, LoRA on every layer"
+    ),
     evaluation="Stacked-engine fine-tuning on a CUDA device (pytest -m gpu).",
     tolerances={"margin": 0.02, "alpha": 0.05, "power_target": 0.8, "converged_train_accuracy": 0.9},
     sizes={
