@@ -17,7 +17,7 @@ from lora_claims.methods.finetune.runs import RunInputs
 
 CLAIMED_TASKS = ("SST-2", "QNLI", "MRPC", "RTE")
 CPU_SCALE = {"ranks": [1, 12], "steps": 500, "eval_every": 50, "batch_size": 8, "max_length": 128,
-             "test_cap": 2000, "placement": "last-layer", "head": "native",
+             "test_cap": 2000, "placement": "last-layer", "head": "linear-cls",
              "learning_rates": [1e-3, 3e-3]}
 
 SPEC = ClaimSpec(
@@ -28,9 +28,8 @@ SPEC = ClaimSpec(
         "1 reaches test accuracy competitive with rank 12 on SST-2, QNLI, MRPC and RTE."
     ),
     formalization=(
-        "MiniLM, LoRA on the last layer's query and value (alpha = 2r), its own classification "
-        "head (frozen pooler, trained classifier: chosen by the dev-only pilot in "
-        "docs/pilots/minilm-head-pilot.json), AdamW with linear decay, 500 steps of batch 8, best dev checkpoint; 16-shot splits "
+        "MiniLM, LoRA on the last layer's query and value (alpha = 2r), a linear head on the first "
+        "token (the dev-only pilot in docs/pilots/minilm-head-pilot.json), AdamW with linear decay, 500 steps of batch 8, best dev checkpoint; 16-shot splits "
         "from LM-BFF's five seeds plus splits drawn with its sampler from the full train pool; the "
         "full GLUE dev set as test set (capped at 2,000 rows); per rank the learning rate of the "
         "declared grid with the best mean dev accuracy. acc(r=1) - acc(r=12) with a bootstrap over "

@@ -14,7 +14,7 @@ from lora_claims.methods.finetune.runs import RunInputs
 
 TASK = "MNLI"
 CPU_SCALE = {"ranks": [1, 2, 4, 8, 12, 16], "steps": 500, "eval_every": 50, "batch_size": 8,
-             "max_length": 128, "test_cap": 2000, "placement": "last-layer", "head": "native",
+             "max_length": 128, "test_cap": 2000, "placement": "last-layer", "head": "linear-cls",
              "learning_rates": [1e-3, 3e-3]}
 
 SPEC = ClaimSpec(
@@ -25,7 +25,7 @@ SPEC = ClaimSpec(
         "rank with the best MNLI test accuracy is above one."
     ),
     formalization=(
-        "MiniLM, LoRA on the last layer's query and value, its own classification head, 500 "
+        "MiniLM, LoRA on the last layer's query and value, a linear head on the first token, 500 "
         "steps of batch 8, ranks 1, 2, 4, 8, 12, 16, each at the learning rate of the declared "
         "grid with the best mean dev accuracy; LM-BFF's five 16-shot MNLI splits, each tested on "
         "the other seeds' rows (no MNLI dev set is staged). acc(r) - acc(1) for every rank with "

@@ -410,10 +410,13 @@ def frozen_prefix(model: nn.Module, matrices: Sequence[str], batch: Mapping[str,
     replayed: they become pass-throughs and the first adapted block receives the stored hidden
     states. The replay is checked against the full forward pass once; a model whose blocks do not
     fit this pattern simply runs in full.
+
+    Yields ``select(rows)``: after it, forward passes take the batch's ``rows`` only (minibatches
+    of the stored batch, whose inputs the caller passes), or None where nothing is replayed.
     """
     found = _layer_stack(model, matrices)
     if found is None or found[1] == 0:
-        yield
+        yield None
         return
     stack, first = found
     stored = {}
@@ -429,7 +432,7 @@ def frozen_prefix(model: nn.Module, matrices: Sequence[str], batch: Mapping[str,
     finally:
         handle.remove()
     if "hidden" not in stored:
-        yield
+        yield None
         return
     originals = [stack[i] for i in range(first)]
     for i in range(first):
@@ -446,7 +449,10 @@ def frozen_prefix(model: nn.Module, matrices: Sequence[str], batch: Mapping[str,
             replayed = model(**batch).logits
         if not torch.allclose(replayed, full, rtol=1e-4, atol=1e-6):
             restore()
-        yield
+            yield None
+            return
+        every_row = stored["hidden"]
+        yield lambda rows: stored.update(hidden=every_row[rows])
     finally:
         restore()
 

@@ -5,9 +5,11 @@ the capacity experiments on real features. The Jacobians of a (model, task, data
 max length, head seed) are computed once and cached on disk under the caller's cache root, so every
 rank and every LoRA-initialization seed reuses them.
 
-The classifier is the pretrained encoder with a fresh K-logit head drawn from ``head_seed`` (the
-packaged encoders have no masked-LM head, so Jang et al.'s label-word logits are not available);
-the head stays frozen, so the adapted matrices are the only trained weights in every comparison.
+The capacity experiments use the pretrained encoder with a fresh frozen K-logit head drawn from
+``head_seed`` (the packaged encoders have no masked-LM head, so Jang et al.'s label-word logits are
+not available). The regime check and linearized fine-tuning use the fine-tuning runs' own model
+instead (``run_task``): the first-token linear head, drawn and trained as the fine-tuning engine
+does, with LoRA on the last layer's query and value.
 """
 
 from __future__ import annotations
@@ -16,8 +18,10 @@ import copy
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 
 import torch
+from torch import nn
 
 from lora_claims.harness.cache import ResultCache
 from lora_claims.methods.data.glue import Split, get_task
@@ -31,7 +35,7 @@ from lora_claims.methods.ntk.features import (
     extract_features,
     select_matrices,
 )
-from lora_claims.methods.ntk.regime import EncodedSplit
+from lora_claims.methods.ntk.regime import EncodedSplit, Init, train_features
 
 MAX_LENGTH = 128
 
@@ -130,3 +134,80 @@ def pool_features(task: str, seed: int, kind: str, pool_cap: int, *, data_dir: P
     features = cached_features(ResultCache(cache_root), config,
                                lambda: extract_features(model, encoded.encodings, matrices, n_outputs))
     return FeaturePool(features, encoded.labels, len(data.train), config)
+
+
+class FirstTokenClassifier(nn.Module):
+    """The fine-tuning runs' ``linear-cls`` model: a linear head on the last layer's first-token
+    state. The head runs at every token and is read at the first, and its bias is a K x 1 matrix
+    on a constant input, so the Jacobian features treat both like the adapted matrices."""
+
+    def __init__(self, encoder: nn.Module, n_outputs: int):
+        super().__init__()
+        self.encoder = encoder
+        self.config = encoder.config
+        self.head = nn.Linear(encoder.config.hidden_size, n_outputs, bias=False)
+        self.head_bias = nn.Linear(1, n_outputs, bias=False)
+
+    def forward(self, **batch):
+        states = self.encoder(**batch).last_hidden_state
+        ones = states.new_ones(*states.shape[:-1], 1)
+        return SimpleNamespace(logits=(self.head(states) + self.head_bias(ones))[:, 0])
+
+
+HEAD_MATRICES = ("head", "head_bias")
+
+
+@dataclass
+class RunTask:
+    """A task's splits, the fine-tuning runs' model around its initial point for one data seed
+    (head drawn from that seed), and the Jacobian features there of every trained matrix."""
+
+    model: FirstTokenClassifier
+    base: nn.Module  # the encoder with its classification head, for the fine-tuning engine's draws
+    task: str
+    seed: int
+    train: EncodedSplit
+    test: EncodedSplit
+    features: JacobianFeatures
+    adapted: tuple[str, ...]
+    test_note: str
+    config: dict
+
+    def init(self, rank: int) -> Init:
+        """The fine-tuning engine's initial values for this seed and rank (head from the seed,
+        A kaiming-uniform, B zero), under this model's matrix names."""
+        from lora_claims.methods.finetune.stacked import AdapterSpec, TrainSettings, initial_adapter_values
+
+        values = initial_adapter_values(self.base, AdapterSpec(self.seed, rank, 1e-3),
+                                        TrainSettings(placement="last-layer", head="linear-cls"))
+        factors = {}
+        for name in self.adapted:
+            layer, projection = name.split(".")[-4], name.split(".")[-1]
+            factors[name] = (values[f"lora_B.{layer}.{projection}"], values[f"lora_A.{layer}.{projection}"])
+        return Init(factors, {"head": values["head.0.weight"], "head_bias": values["head.0.bias"][:, None]})
+
+
+def run_task(task: str, seed: int, *, data_dir: Path | None, model_paths: Mapping[str, str],
+             cache_root: Path, model_name: str = "minilm", test_cap: int | None = None,
+             max_length: int = MAX_LENGTH) -> RunTask:
+    """Load the k-shot task of ``seed`` and the fine-tuning runs' model; the features at the
+    initial point are cached under ``cache_root`` (they depend on the seed through the head)."""
+    resolved = resolve_model(model_name, model_paths)
+    data = load_few_shot(data_dir, task, k=16, seed=seed, test_cap=test_cap)
+    n_outputs = get_task(task).num_classes
+    base = copy.deepcopy(load_base_model(str(resolved.path), n_outputs))
+    base.set_attn_implementation("eager")
+    from lora_claims.methods.finetune.stacked import encoder_of
+
+    model = FirstTokenClassifier(encoder_of(base), n_outputs).eval()
+    for param in model.parameters():
+        param.requires_grad_(False)
+    adapted = tuple(f"encoder.{name}" for name in select_matrices(encoder_of(base), DEFAULT_KINDS, "last"))
+    train = encode_split(resolved.path, data.train, max_length)
+    test = encode_split(resolved.path, data.test, max_length)
+    config = _features_config(model_name, resolved, task, seed, data.train, adapted + HEAD_MATRICES,
+                              max_length, seed) | {"head": "linear-cls"}
+    loaded = RunTask(model, base, task, seed, train, test, None, adapted, data.test_note, config)
+    loaded.features = cached_features(ResultCache(cache_root), config,
+                                      lambda: train_features(model, train, loaded.init(1), n_outputs))
+    return loaded

@@ -1,19 +1,20 @@
 """How far real LoRA fine-tuning moves from its linearization: the measurements behind C11.
 
-One LoRA initialization per adapted matrix (B = 0, A with iid N(0, s^2) entries, s = 1 / (sqrt(r) n),
-as in Jang et al.'s code, no alpha / r scaling) is trained twice, with the same optimizer, learning
-rate and number of full-batch steps on the same k-shot examples:
+The trained parameters are the LoRA factors of the adapted matrices (Delta = (alpha / r) B A) and,
+when the classifier has a trainable head, the head's weight and bias, exactly as in the fine-tuning
+runs. One initialization (``init``: the values the fine-tuning engine draws) is trained twice, with
+the same optimizer, schedule, learning rate and minibatch order:
 
-- the real model: W = W0 + B A inside the encoder (``functional_call``); every other weight stays
-  frozen, the classifier head included, so both models train exactly the same parameters;
-- its linearization: f = f0 + sum_W <G_W, B A> with the Jacobian features G taken at W0.
+- the real model: every trained parameter in place (``functional_call``), the rest frozen;
+- its linearization around the same initial point, jointly in every trained matrix:
+  f = f0 + sum_W <G_W, Delta_W>, where the head's weight and bias are matrices like the adapted
+  ones (their Delta is H - H0), and G is the Jacobian at the initial point (head H0 included).
 
-Measured then: on the test set, how often the two models predict the same class and how far apart
-their logits are relative to how far fine-tuning moved the real logits; the same for the
-first-order Taylor model at the real end point (f0 + <G, Delta_real>), which separates the
-nonlinearity of the model from the difference of the two trajectories; on the training examples,
-the relative change of the empirical NTK in weight space between the start and the end of real
-training. Every phase is timed in the same process, so the costs can be compared.
+Measured then: on the test set, which rows the two models classify alike (per row, so intervals
+can resample rows) and the logit distance relative to the real fine-tuning move; on the training
+examples, the relative Frobenius change of the empirical NTK between start and end of real
+training, for all trained matrices and for the adapted ones alone (the features the theory holds
+fixed).
 """
 
 from __future__ import annotations
@@ -30,17 +31,16 @@ from lora_claims.errors import InvalidArgument, require_int, require_positive_fl
 from lora_claims.methods.ntk.features import (
     Encodings,
     JacobianFeatures,
-    batches,
     extract_features,
     frozen_prefix,
-    linearized_logits,
     logits_at,
-    matrix_shapes,
+    linearized_logits,
     shifted_weights,
     trimmed,
+    batches,
 )
 
-OPTIMIZERS = ("adam", "sgd")
+OPTIMIZERS = ("adamw", "sgd")  # AdamW with linear decay (the fine-tuning runs'); plain SGD, constant lr
 
 
 @dataclass(frozen=True)
@@ -59,108 +59,134 @@ class EncodedSplit:
 
 @dataclass(frozen=True)
 class LoraRun:
-    """One LoRA training run: rank, optimizer, learning rate, full-batch steps, initialization seed."""
+    """One training run: rank, optimizer, learning rate, steps of ``batch_size`` examples, seed of
+    the minibatch order, LoRA scale alpha / rank (alpha None: 2 r, the fine-tuning runs' default)."""
 
     rank: int = 1
-    steps: int = 40
-    lr: float = 1e-3
-    optimizer: str = "adam"
-    init_seed: int = 0
+    steps: int = 500
+    lr: float = 3e-3
+    optimizer: str = "adamw"
+    batch_size: int = 8
+    seed: int = 0
+    alpha: float | None = None
 
     def __post_init__(self) -> None:
         require_int("rank", self.rank)
         require_int("steps", self.steps, minimum=0)
+        require_int("batch_size", self.batch_size)
         require_positive_float("lr", self.lr)
-        require_int("init_seed", self.init_seed, minimum=0)
+        require_int("seed", self.seed, minimum=0)
         if self.optimizer not in OPTIMIZERS:
             raise InvalidArgument(f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}")
+
+    @property
+    def scale(self) -> float:
+        return (self.alpha if self.alpha is not None else 2.0 * self.rank) / self.rank
 
     def to_json(self) -> dict:
         return asdict(self)
 
 
+@dataclass(frozen=True)
+class Init:
+    """The initial point: LoRA factors (B [m, r], A [r, n]) of each adapted matrix and the initial
+    value of each fully trained matrix (a head's weight and bias)."""
+
+    factors: dict[str, tuple[torch.Tensor, torch.Tensor]]
+    full: dict[str, torch.Tensor]
+
+
 @dataclass
 class TrainedLora:
-    factors: dict[str, tuple[torch.Tensor, torch.Tensor]]  # name -> (B [m, r], A [r, n])
-    losses: list[float]  # training loss before each step and at the end
+    deltas: dict[str, torch.Tensor]  # every trained matrix's change from the initial point
+    losses: list[float]  # training loss on the step's minibatch, before each step
     seconds: float
-    snapshots: dict[int, dict[str, torch.Tensor]]  # step -> the update B A after that many steps
-
-    def deltas(self) -> dict[str, torch.Tensor]:
-        return _deltas(self.factors)
 
 
-def init_factors(shapes: Mapping[str, tuple[int, int]], rank: int, seed: int,
-                 dtype: torch.dtype = torch.float32) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
-    """B = 0 and A ~ N(0, (1 / (sqrt(r) n))^2) for each matrix, drawn in the given order from ``seed``."""
-    generator = torch.Generator().manual_seed(seed)
-    factors = {}
-    for name, (m, n) in shapes.items():
-        if not 1 <= rank <= min(m, n):
-            raise InvalidArgument(f"rank must lie in 1..min(m, n) = {min(m, n)} for {name!r}, got {rank}")
-        a = torch.randn(rank, n, generator=generator, dtype=dtype) / (rank**0.5 * n)
-        factors[name] = (torch.zeros(m, rank, dtype=dtype), a)
-    return factors
+def minibatch_order(n_rows: int, run: LoraRun) -> list[torch.Tensor]:
+    """Row indices of each step: a fresh permutation each epoch, drawn from ``run.seed``."""
+    generator = torch.Generator().manual_seed(run.seed)
+    order: list[torch.Tensor] = []
+    while len(order) < run.steps:
+        permutation = torch.randperm(n_rows, generator=generator)
+        order += list(permutation.split(run.batch_size))
+    return order[:run.steps]
 
 
-def _deltas(factors) -> dict[str, torch.Tensor]:
-    return {name: (b @ a).detach() for name, (b, a) in factors.items()}
-
-
-def _optimize(factors, loss_fn, run: LoraRun, snapshot_steps: Sequence[int] = ()) -> TrainedLora:
-    params = [tensor.requires_grad_() for pair in factors.values() for tensor in pair]
-    optimizer = (torch.optim.Adam if run.optimizer == "adam" else torch.optim.SGD)(params, lr=run.lr)
-    losses, snapshots = [], {}
+def _optimize(init: Init, deltas_of, loss_on, n_rows: int, run: LoraRun) -> TrainedLora:
+    factors = {name: (b.clone().requires_grad_(), a.clone().requires_grad_())
+               for name, (b, a) in init.factors.items()}
+    full = {name: value.clone().requires_grad_() for name, value in init.full.items()}
+    params = [t for pair in factors.values() for t in pair] + list(full.values())
+    if run.optimizer == "adamw":
+        optimizer = torch.optim.AdamW(params, lr=run.lr, weight_decay=0.0)
+        schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: 1 - s / run.steps)
+    else:
+        optimizer, schedule = torch.optim.SGD(params, lr=run.lr), None
+    losses = []
     start = time.perf_counter()
-    for step in range(run.steps):
-        if step in snapshot_steps:
-            snapshots[step] = _deltas(factors)
+    for rows in minibatch_order(n_rows, run):
         optimizer.zero_grad()
-        loss = loss_fn()
+        loss = loss_on(deltas_of(factors, full), rows)
         loss.backward()
         optimizer.step()
+        if schedule is not None:
+            schedule.step()
         losses.append(loss.item())
     with torch.no_grad():
-        losses.append(loss_fn().item())
-    for tensor in params:
-        tensor.requires_grad_(False)
-    return TrainedLora(factors, losses, time.perf_counter() - start, snapshots)
+        deltas = {name: value.detach() for name, value in deltas_of(factors, full).items()}
+    return TrainedLora(deltas, losses, time.perf_counter() - start)
 
 
-def train_real(model: nn.Module, train: EncodedSplit, matrices: Sequence[str], run: LoraRun,
-               snapshot_steps: Sequence[int] = ()) -> TrainedLora:
-    """LoRA on ``matrices`` of the real model, full batch, cross-entropy; the model is not modified.
+def _deltas_of(init: Init, scale: float):
+    def deltas(factors, full):
+        out = {name: scale * b @ a for name, (b, a) in factors.items()}
+        return out | {name: full[name] - init.full[name] for name in full}
+    return deltas
 
-    ``snapshot_steps``: steps before which the update B A is kept (for the kernel's trajectory).
-    """
-    shapes = matrix_shapes(model, matrices)
-    params = dict(model.named_parameters())
-    base = {name: params[f"{name}.weight"].detach() for name in matrices}
+
+def train_real(model: nn.Module, train: EncodedSplit, init: Init, run: LoraRun) -> TrainedLora:
+    """The real model trained from ``init`` (the model itself is not modified); the frozen layers
+    below the adapted ones run once, and each step replays their output for its minibatch."""
+    base = _initial_weights(model, init)
     batch = trimmed(train.encodings)
-    factors = init_factors(shapes, run.rank, run.init_seed, next(model.parameters()).dtype)
+    select = None
 
-    def loss():
-        weights = {f"{name}.weight": base[name] + b @ a for name, (b, a) in factors.items()}
-        logits = functional_call(model, weights, kwargs=batch).logits
-        return nn.functional.cross_entropy(logits, train.labels)
+    def loss_on(deltas, rows):
+        if select is not None:
+            select(rows)
+        weights = {f"{name}.weight": base[name] + deltas[name] for name in base}
+        logits = functional_call(model, weights, kwargs={key: value[rows] for key, value in batch.items()}).logits
+        return nn.functional.cross_entropy(logits, train.labels[rows])
 
-    start = time.perf_counter()
-    with frozen_prefix(model, matrices, batch):
-        trained = _optimize(factors, loss, run, snapshot_steps)
-    trained.seconds = time.perf_counter() - start  # the replayed layers' one forward pass included
-    return trained
+    with frozen_prefix(model, list(init.factors), batch) as select:
+        return _optimize(init, _deltas_of(init, run.scale), loss_on, train.labels.shape[0], run)
 
 
-def train_linearized(features: JacobianFeatures, labels: torch.Tensor, run: LoraRun) -> TrainedLora:
-    """The same LoRA run on the linearized model f0 + sum_W <G_W, B A>."""
-    shapes = {name: features.shape(name) for name in features.matrices}
-    factors = init_factors(shapes, run.rank, run.init_seed, features.f0.dtype)
+def _initial_weights(model: nn.Module, init: Init) -> dict[str, torch.Tensor]:
+    """Every trained matrix at the initial point: the adapted ones pretrained, the others ``init``'s."""
+    params = dict(model.named_parameters())
+    return {name: params[f"{name}.weight"].detach() for name in init.factors} | dict(init.full)
 
-    def loss():
-        deltas = {name: b @ a for name, (b, a) in factors.items()}
-        return nn.functional.cross_entropy(features.f0 + features.inner(deltas), labels)
 
-    return _optimize(factors, loss, run)
+def _to_init(model: nn.Module, init: Init) -> dict[str, torch.Tensor]:
+    """The shift from the model's own fully trained matrices (its head) to ``init``'s."""
+    params = dict(model.named_parameters())
+    return {name: value - params[f"{name}.weight"].detach() for name, value in init.full.items()}
+
+
+def train_linearized(features: JacobianFeatures, labels: torch.Tensor, init: Init, run: LoraRun) -> TrainedLora:
+    """The same run on the linearization f0 + sum_W <G_W, Delta_W> (features at ``init``)."""
+    trained = set(init.factors) | set(init.full)
+    if set(features.matrices) != trained:
+        raise InvalidArgument(f"the features' matrices {list(features.matrices)} are not the trained "
+                              f"ones {sorted(trained)}")
+
+    def loss_on(deltas, rows):
+        return nn.functional.cross_entropy(features.take(rows).f0 + features.take(rows).inner(deltas),
+                                           labels[rows])
+
+    return _optimize(init, _deltas_of(init, run.scale), loss_on, labels.shape[0], run)
 
 
 def relative_change(before: torch.Tensor, after: torch.Tensor) -> float:
@@ -171,14 +197,13 @@ def relative_change(before: torch.Tensor, after: torch.Tensor) -> float:
 def compare_predictions(reference: torch.Tensor, other: torch.Tensor, base: torch.Tensor) -> dict:
     """How well ``other`` logits reproduce ``reference`` logits, both moved away from ``base``.
 
-    ``agreement``: fraction of examples with the same predicted class; ``logit_distance``:
+    ``agreement``: fraction of rows with the same predicted class; ``logit_distance``:
     ||other - reference||_F / ||reference - base||_F, the error relative to the fine-tuning move.
     """
     moved = (reference - base).norm()
     return {
         "agreement": float((reference.argmax(dim=1) == other.argmax(dim=1)).double().mean()),
         "logit_distance": float((other - reference).norm() / moved) if moved > 0 else float("nan"),
-        "rms_logit_error": float((other - reference).square().mean().sqrt()),
     }
 
 
@@ -186,96 +211,72 @@ def accuracy(logits: torch.Tensor, labels: torch.Tensor) -> float:
     return float((logits.argmax(dim=1) == labels).double().mean())
 
 
-def prefix_predictions(model: nn.Module, matrices: Sequence[str], encodings: Encodings,
-                       real: Mapping[str, Mapping[str, torch.Tensor]] | None = None,
-                       linearized: Mapping[str, Mapping[str, torch.Tensor]] | None = None,
-                       batch_size: int = 32) -> dict:
-    """Logits of the real model at W0 + Delta (``real``: label -> deltas) and of the linearized
-    model (``linearized``: label -> deltas, plus f0 as ``"base"``), batch by batch, each batch over
-    the replayed frozen layers (one forward pass of those layers serves every model).
+def kernel_of(features: JacobianFeatures, matrices: Sequence[str]) -> torch.Tensor:
+    """The empirical NTK of ``matrices`` alone."""
+    return JacobianFeatures(tuple(matrices), features.left, features.right, features.f0).kernel()
 
-    ``seconds``: ``"prefix"`` for the frozen layers' pass, then one entry per label.
-    """
+
+def test_logits(model: nn.Module, adapted: Sequence[str], encodings: Encodings, init: Init,
+                real: Mapping[str, Mapping[str, torch.Tensor]] | None = None,
+                linearized: Mapping[str, Mapping[str, torch.Tensor]] | None = None,
+                batch_size: int = 32) -> dict[str, torch.Tensor]:
+    """Test logits at the initial point (``"base"``), of real models (label -> deltas from
+    ``init``) and of linearized ones (label -> deltas, by forward-mode products at ``init``), batch
+    by batch over the replayed frozen layers."""
     real, linearized = dict(real or {}), dict(linearized or {})
-    parts = {label: [] for label in [*real, *linearized, "base"]}
-    seconds = dict.fromkeys(["prefix", *real, *linearized], 0.0)
-    for batch in batches(encodings, batch_size):
-        rows = batch["input_ids"].shape[0]
-        start = time.perf_counter()
-        with frozen_prefix(model, matrices, batch):
-            seconds["prefix"] += time.perf_counter() - start
-            for label, deltas in real.items():
-                start = time.perf_counter()
-                parts[label].append(logits_at(model, batch, deltas, rows))
-                seconds[label] += time.perf_counter() - start
-            for label, deltas in linearized.items():
-                start = time.perf_counter()
-                base, moved = linearized_logits(model, batch, deltas, rows)
-                seconds[label] += time.perf_counter() - start
-                parts[label].append(moved)
-            if not linearized:
-                base = logits_at(model, batch, {}, rows)
-        parts["base"].append(base)
-    return {**{label: torch.cat(values) for label, values in parts.items()}, "seconds": seconds}
+    parts = {label: [] for label in ["base", *real, *linearized]}
+    with shifted_weights(model, _to_init(model, init)):
+        for batch in batches(encodings, batch_size):
+            rows = batch["input_ids"].shape[0]
+            with frozen_prefix(model, list(init.factors), batch):
+                parts["base"].append(logits_at(model, batch, {}, rows))
+                for label, deltas in real.items():
+                    parts[label].append(logits_at(model, batch, deltas, rows))
+                for label, deltas in linearized.items():
+                    parts[label].append(linearized_logits(model, batch, deltas, rows)[1])
+    return {label: torch.cat(values) for label, values in parts.items()}
+
+
+def train_features(model: nn.Module, train: EncodedSplit, init: Init, n_outputs: int,
+                   deltas: Mapping[str, torch.Tensor] | None = None) -> JacobianFeatures:
+    """Jacobian features of the trained matrices on the training rows, at ``init`` + ``deltas``."""
+    names = [*init.factors, *init.full]
+    to_init = _to_init(model, init)
+    shift = {name: to_init.get(name, 0) + (deltas or {}).get(name, 0) for name in names}
+    shift = {name: value for name, value in shift.items() if torch.is_tensor(value)}
+    batch = trimmed(train.encodings)
+    rows = batch["input_ids"].shape[0]
+    with shifted_weights(model, shift), frozen_prefix(model, list(init.factors), batch):
+        return extract_features(model, batch, names, n_outputs, batch_size=rows)
 
 
 def regime_run(model: nn.Module, features: JacobianFeatures, train: EncodedSplit, test: EncodedSplit,
-               run: LoraRun, batch_size: int = 32, kernel_points: int = 4) -> dict:
-    """Train real and linearized LoRA from one initialization and compare them (see module doc).
-
-    The kernel's relative change is also read at ``kernel_points`` evenly spaced steps of the real
-    run (``kernel_trajectory``: step, training loss, change), so one can see when it moves.
-    """
-    matrices = features.matrices
-    checkpoints = sorted({round(i * run.steps / kernel_points) for i in range(1, kernel_points)} - {0})
-    real = train_real(model, train, matrices, run, checkpoints)
-    linear = train_linearized(features, train.labels, run)
-    real_deltas, linear_deltas = real.deltas(), linear.deltas()
-
-    predictions = prefix_predictions(model, matrices, test.encodings, {"real": real_deltas},
-                                     {"linearized": linear_deltas, "taylor": real_deltas}, batch_size)
-    real_test, base_test = predictions["real"], predictions["base"]
-    linear_test, taylor_test = predictions["linearized"], predictions["taylor"]
-    seconds = predictions["seconds"]
-    real_eval_seconds = seconds["prefix"] + seconds["real"]
-    linear_eval_seconds = seconds["prefix"] + seconds["linearized"]
-
-    kernel = features.kernel()
-    trajectory = [{"step": 0, "train_loss": real.losses[0], "ntk_relative_change": 0.0}]
-    batch, rows = trimmed(train.encodings), features.n_examples
-    with frozen_prefix(model, matrices, batch):  # every pass below runs on this one batch
-        for step, deltas in [*real.snapshots.items(), (run.steps, real_deltas)]:
-            with shifted_weights(model, deltas):
-                moved = extract_features(model, batch, matrices, features.n_outputs, batch_size=rows)
-            trajectory.append({"step": step, "train_loss": real.losses[step],
-                               "ntk_relative_change": relative_change(kernel, moved.kernel())})
-        real_train = logits_at(model, batch, real_deltas, batch_size=rows)
-    weights = dict(model.named_parameters())
-
-    def summary(trained: TrainedLora, train_logits, test_logits, test_seconds: float) -> dict:
-        return {
-            "train_loss": trained.losses[-1], "train_accuracy": accuracy(train_logits, train.labels),
-            "test_accuracy": accuracy(test_logits, test.labels),
-            "train_seconds": trained.seconds, "test_seconds": test_seconds,
-            "delta_relative_norm": _relative_norm(trained.deltas(), weights), "losses": trained.losses,
-        }
-
+               init: Init, run: LoraRun, batch_size: int = 32) -> dict:
+    """Train real and linearized from ``init`` and compare them (see the module doc); ``features``
+    are ``train_features(model, train, init)``."""
+    real = train_real(model, train, init, run)
+    linear = train_linearized(features, train.labels, init, run)
+    logits = test_logits(model, list(init.factors), test.encodings, init, {"real": real.deltas},
+                         {"linearized": linear.deltas}, batch_size)
+    moved = train_features(model, train, init, features.n_outputs, real.deltas)
+    adapted = list(init.factors)
+    with torch.no_grad():
+        real_train = moved.f0  # the real model's logits at its end point
+        linear_train = features.f0 + features.inner(linear.deltas)
     return {
         "run": run.to_json(),
-        "real": summary(real, real_train, real_test, real_eval_seconds),
-        "linearized": summary(linear, features.f0 + features.inner(linear_deltas), linear_test,
-                              linear_eval_seconds),
-        "taylor_test_accuracy": accuracy(taylor_test, test.labels),
-        "base_test_accuracy": accuracy(base_test, test.labels),
-        "linearized_vs_real": compare_predictions(real_test, linear_test, base_test),
-        "taylor_vs_real": compare_predictions(real_test, taylor_test, base_test),
-        "ntk_relative_change": trajectory[-1]["ntk_relative_change"],
-        "kernel_trajectory": trajectory,
+        "real": _summary(real, real_train, logits["real"], train, test),
+        "linearized": _summary(linear, linear_train, logits["linearized"], train, test),
+        "base_test_accuracy": accuracy(logits["base"], test.labels),
+        "same_prediction": (logits["real"].argmax(1) == logits["linearized"].argmax(1)).int().tolist(),
+        "linearized_vs_real": compare_predictions(logits["real"], logits["linearized"], logits["base"]),
+        "ntk_relative_change": relative_change(features.kernel(), moved.kernel()),
+        "adapted_ntk_relative_change": relative_change(kernel_of(features, adapted), kernel_of(moved, adapted)),
     }
 
 
-def _relative_norm(deltas: Mapping[str, torch.Tensor], weights: Mapping[str, torch.Tensor]) -> float:
-    """||Delta|| / ||W0|| over all adapted matrices together."""
-    delta_sq = sum(float(delta.double().square().sum()) for delta in deltas.values())
-    weight_sq = sum(float(weights[f"{name}.weight"].detach().double().square().sum()) for name in deltas)
-    return (delta_sq / weight_sq) ** 0.5
+def _summary(trained: TrainedLora, train_logits, test_logits, train: EncodedSplit, test: EncodedSplit) -> dict:
+    return {"train_loss": float(nn.functional.cross_entropy(train_logits, train.labels)),
+            "train_accuracy": accuracy(train_logits, train.labels),
+            "test_accuracy": accuracy(test_logits, test.labels),
+            "train_seconds": trained.seconds}
