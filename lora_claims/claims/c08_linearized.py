@@ -54,6 +54,10 @@ SPEC = ClaimSpec(
         "is never evaluated."
     ),
     version="2.0",
+    reading=(
+        "C8-cpu's model linearized around its initial point (MiniLM last-layer LoRA and head), SST-2,"
+        " MRPC and RTE, five seeds"
+    ),
     evaluation="lora_claims.methods.ntk.linearized_finetune runs, decided by C8-cpu's rank-pair rule.",
     tolerances={**RULE, **CONFIG, "learning_rate": LEARNING_RATE},
     sizes={

@@ -61,6 +61,10 @@ SPEC = ClaimSpec(
         "cell, inconclusive."
     ),
     version="2.0",
+    reading=(
+        "C8-cpu's configuration (MiniLM, last-layer LoRA, linear first-token head, 500 steps), real "
+        "runs against their linearization, AdamW and SGD, ranks 1 and 12, three seeds"
+    ),
     evaluation="Real and linearized LoRA runs on MiniLM's real features (lora_claims.methods.ntk.regime).",
     tolerances={
         "agreement_min": 0.9, "ntk_change_max": 0.1, "fit_accuracy_min": 0.9, "confidence": 0.95,
