@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from lora_claims.cli.bench_table import load_benchmark_json, render_bench_table
 from lora_claims.cli import main
+from lora_claims.cli.bench_table import load_benchmark_json, render_bench_table
 from lora_claims.errors import InvalidArgument
 
 MINILM = "sentence-transformers/all-MiniLM-L6-v2"

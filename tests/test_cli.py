@@ -6,10 +6,10 @@ import json
 
 import pytest
 
-from lora_claims.harness import runner as audit_module
-from lora_claims.harness.registry import get_claim, parse_claim_ids
 from lora_claims.cli import main
 from lora_claims.errors import InvalidArgument
+from lora_claims.harness import runner as audit_module
+from lora_claims.harness.registry import get_claim, parse_claim_ids
 
 
 def test_audit_writes_report_json_and_markdown(tmp_path, capsys):

@@ -179,12 +179,12 @@ def decide(outcome: Outcome, spec: ClaimSpec) -> Decision:
     x = f"X = (agreement >= {tol['agreement_min']:.0%}, eNTK change <= {tol['ntk_change_max']:.0%})"
 
     def named(state):
-        return ", ".join(f"{c['task']} {c['optimizer']} r={c['rank']}" for c, s in zip(cells, states) if s == state)
+        return ", ".join(f"{c['task']} {c['optimizer']} r={c['rank']}" for c, s in zip(cells, states, strict=False) if s == state)
 
     detail = "; ".join(
         f"{c['task']} {c['optimizer']} r={c['rank']}: {s} (agreement {c['agreement']:.3f} "
         f"[{c['agreement_ci'][0]:.3f}, {c['agreement_ci'][1]:.3f}], eNTK change {c['ntk_change']:.2f} "
-        f"[{c['ntk_change_ci'][0]:.2f}, {c['ntk_change_ci'][1]:.2f}])" for c, s in zip(cells, states))
+        f"[{c['ntk_change_ci'][0]:.2f}, {c['ntk_change_ci'][1]:.2f}])" for c, s in zip(cells, states, strict=False))
     if "does not hold" in states:
         verdict, head = Verdict.NOT_SUPPORTED, f"Assumption does not hold beyond {x} in {named('does not hold')}."
     elif states and all(s == "holds" for s in states if s != "not counted") and "holds" in states:
@@ -210,8 +210,8 @@ def _figure(ctx, cells: list[dict], tol: dict) -> str:
                                        (ax_ntk, "ntk_change", tol["ntk_change_max"], "relative eNTK change")):
         values = [c[field] for c in cells]
         interval = [c[f"{field}_ci"] for c in cells]
-        ax.errorbar(positions, values, yerr=[[v - i[0] for v, i in zip(values, interval)],
-                                             [i[1] - v for v, i in zip(values, interval)]], fmt="o", capsize=3)
+        ax.errorbar(positions, values, yerr=[[v - i[0] for v, i in zip(values, interval, strict=False)],
+                                             [i[1] - v for v, i in zip(values, interval, strict=False)]], fmt="o", capsize=3)
         ax.axhline(threshold, color="grey", ls="--", lw=1)
         ax.set(xticks=positions, ylabel=name)
         ax.set_xticklabels(labels, fontsize=7)

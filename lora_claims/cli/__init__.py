@@ -121,7 +121,7 @@ def _run_list(args: argparse.Namespace) -> int:
               for i in range(4)]
     header = ("claim", "version", "needs", "module", "title")
     for row in [header, *rows]:
-        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)) + "  " + row[4])
+        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=False)) + "  " + row[4])
     return 0
 
 

@@ -13,10 +13,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from lora_claims.methods.cstar.estimate import CStarConfig, CStarResult, estimate_cstar, level_key
-from lora_claims.methods.cstar.solvers import GDSettings, LMSettings
 from lora_claims.errors import InvalidArgument, require_int
 from lora_claims.harness.cache import atomic_write_json
+from lora_claims.methods.cstar.estimate import CStarConfig, CStarResult, estimate_cstar, level_key
+from lora_claims.methods.cstar.solvers import GDSettings, LMSettings
 
 
 def parse_grid(text: str | None) -> tuple[int, ...] | None:

@@ -12,11 +12,11 @@ import json
 from pathlib import Path
 from typing import Any
 
-from lora_claims.harness.context import AuditContext
 from lora_claims.errors import InvalidArgument
+from lora_claims.harness.cache import atomic_write_json, atomic_write_text, to_json
+from lora_claims.harness.context import AuditContext
 from lora_claims.harness.environment import environment
 from lora_claims.harness.spec import ClaimResult
-from lora_claims.harness.cache import atomic_write_json, atomic_write_text, to_json
 
 MAX_INLINE_EVIDENCE = 6000  # characters; longer evidence stays in report.json only
 REPORT_SCHEMA = 2  # 2: claim entries carry their spec, rule and not-evaluable kind; the seed

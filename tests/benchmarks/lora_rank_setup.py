@@ -21,10 +21,10 @@ import pytest
 import torch
 from bench_timing import synchronize
 
-from lora_claims.methods.finetune import runs as finetune
 from lora_claims.methods.counting.capacity import ENCODERS
-from lora_claims.methods.finetune.runs import RunConfig
+from lora_claims.methods.finetune import runs as finetune
 from lora_claims.methods.finetune.models import MissingModel, resolve_model
+from lora_claims.methods.finetune.runs import RunConfig
 
 RANKS = (1, 4, 12, 16)
 TRAIN_BATCH = 8

@@ -7,8 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from lora_claims.claims import c06_cross_entropy_pl
-from lora_claims.claims import c06_real_features
+from lora_claims.claims import c06_cross_entropy_pl, c06_real_features
 from lora_claims.claims.c06_real_features import SPEC, decide
 from lora_claims.harness.spec import PROFILES, Outcome, Verdict
 from lora_claims.methods.linearized.ce_experiments import level_power, success_record

@@ -17,7 +17,9 @@ import pytest
 from scipy import stats
 
 from lora_claims.methods.cstar.estimate import CStarConfig, estimate_cstar
+from lora_claims.methods.cstar.marchenko_pastur import limit_relative_loss, limit_threshold
 from lora_claims.methods.cstar.problems import LoraSystem, linear_problem, lora_problem
+from lora_claims.methods.cstar.rank_one_2x2 import rank_one_2x2_solvable
 from lora_claims.methods.cstar.solvers import (
     GDSettings,
     LMSettings,
@@ -25,8 +27,6 @@ from lora_claims.methods.cstar.solvers import (
     levenberg_marquardt,
     train,
 )
-from lora_claims.methods.cstar.marchenko_pastur import limit_relative_loss, limit_threshold
-from lora_claims.methods.cstar.rank_one_2x2 import rank_one_2x2_solvable
 
 # P(solvable) at m = n = 2, r = 1, p = 3 from the research notes (4000 trials, discriminant test).
 P_SOLVABLE_2X2 = 0.774

@@ -14,7 +14,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from lora_claims.errors import InvalidArgument
 from lora_claims.methods.counting.capacity import manifold_dim
+from lora_claims.methods.counting.manifold import numerical_rank
 from lora_claims.methods.cstar.estimate import (
     CStarConfig,
     GridPoint,
@@ -26,8 +28,6 @@ from lora_claims.methods.cstar.estimate import (
 )
 from lora_claims.methods.cstar.problems import LinearSystem, LoraSystem, lora_problem
 from lora_claims.methods.cstar.solvers import GDSettings, LMSettings, levenberg_marquardt
-from lora_claims.errors import InvalidArgument
-from lora_claims.methods.counting.manifold import numerical_rank
 from lora_claims.methods.stats import wilson_interval
 
 FEW_RESTARTS = LMSettings(restarts=2)

@@ -9,13 +9,13 @@ import warnings
 import pytest
 import torch
 
-from lora_claims.methods.finetune import models
-from lora_claims.methods.finetune import runs as finetune
 from lora_claims.cli import main
 from lora_claims.errors import InvalidArgument, NotEvaluable
-from lora_claims.methods.finetune.runs import RunConfig, RunInputs, build_lora_model, run_finetune, run_sweep
-from lora_claims.methods.finetune.models import check_model_folder, resolve_model, unpack_split_zip
 from lora_claims.harness.cache import ResultCache
+from lora_claims.methods.finetune import models
+from lora_claims.methods.finetune import runs as finetune
+from lora_claims.methods.finetune.models import check_model_folder, resolve_model, unpack_split_zip
+from lora_claims.methods.finetune.runs import RunConfig, RunInputs, build_lora_model, run_finetune, run_sweep
 from tests.finetune_support import build_tiny_model, write_toy_glue
 
 HIDDEN, LAYERS = 32, 2

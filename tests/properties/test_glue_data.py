@@ -9,8 +9,8 @@ from collections import Counter
 
 import pytest
 
-from lora_claims.methods.data.glue import TASKS, DataFormatError, get_task, read_split
 from lora_claims.errors import InvalidArgument, NotEvaluable
+from lora_claims.methods.data.glue import TASKS, DataFormatError, get_task, read_split
 from lora_claims.methods.data.kshot import (
     LM_BFF_SEEDS,
     cap_split,

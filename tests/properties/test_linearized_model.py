@@ -8,6 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from lora_claims.errors import InvalidArgument
+from lora_claims.methods.linearized.losses import LOSSES, cross_entropy, evaluate_loss, logistic, squared
 from lora_claims.methods.linearized.model import (
     DTYPE,
     DenseFeatures,
@@ -17,7 +18,6 @@ from lora_claims.methods.linearized.model import (
     layer_features,
     objective,
 )
-from lora_claims.methods.linearized.losses import LOSSES, cross_entropy, evaluate_loss, logistic, squared
 
 shapes = st.tuples(
     st.integers(1, 3),

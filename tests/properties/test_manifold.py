@@ -7,8 +7,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from lora_claims.methods.counting.capacity import manifold_dim
 from lora_claims.errors import InvalidArgument
+from lora_claims.methods.counting.capacity import manifold_dim
 from lora_claims.methods.counting.manifold import check_lora_manifold_rank, lora_jacobian, numerical_rank
 
 

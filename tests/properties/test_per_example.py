@@ -19,7 +19,6 @@ from lora_claims.methods.per_example import (
     non_inferiority_power,
     paired_difference,
 )
-
 from tests.stats_support import ALPHA, MARGIN, ROWS, SEEDS, simulate
 
 
@@ -173,18 +172,19 @@ def test_best_rank_selection_is_corrected():
     assert false_wins / 100 <= ALPHA + 0.06
 
 
-def test_paired_t_part_agrees_with_statsmodels_tost():
-    """The seed-level t test of the older rule and statsmodels' TOST give the same one-sided
-    p-value for H0: difference <= -margin."""
+def test_the_bootstrap_agrees_with_statsmodels_tost_on_seed_level_data():
+    """With one row per seed the two-level bootstrap is a bootstrap over paired differences: at a
+    large sample its p-value for H0: difference <= -margin matches the paired t test that
+    statsmodels' TOST runs (its lower one-sided test)."""
     from statsmodels.stats.weightstats import ttost_paired
 
-    from lora_claims.methods.stats import paired_t_interval
-
     rng = np.random.default_rng(8)
-    a, b = 0.8 + rng.normal(0, 0.03, 12), 0.81 + rng.normal(0, 0.03, 12)
-    p_tost_lower = ttost_paired(a, b, -MARGIN, MARGIN)[1][1]
-    diffs = a - b
-    t = (diffs.mean() + MARGIN) / stats.sem(diffs)
-    assert stats.t.sf(t, diffs.size - 1) == pytest.approx(p_tost_lower, rel=1e-9)
-    interval = paired_t_interval(diffs, 1 - 2 * ALPHA)  # two-sided 90% = one-sided 95% bounds
-    assert (interval.low > -MARGIN) == (p_tost_lower < ALPHA)
+    labels = np.ones(1, int)
+    for shift in (0.0, -0.02, -0.05):
+        correct_a = rng.random((600, 1)) < 0.80 + shift
+        correct_b = rng.random((600, 1)) < 0.80
+        ours = paired_difference(correct_a.astype(int), correct_b.astype(int), labels, MARGIN,
+                                 n_resamples=8000)
+        tost_lower_p = ttost_paired(correct_a[:, 0].astype(float), correct_b[:, 0].astype(float),
+                                    -MARGIN, MARGIN)[1][1]
+        assert ours.p_below_margin == pytest.approx(tost_lower_p, abs=0.03), shift

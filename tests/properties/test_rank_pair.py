@@ -67,7 +67,7 @@ def test_holm_can_turn_a_lone_success_into_inconclusive():
     """A comparison that clears alpha alone but not alpha / 4 flips once three undecided
     comparisons join its family (Holm tests the smallest p-value at alpha / 4 first)."""
     rng = np.random.default_rng(4)
-    for attempt in range(200):
+    for _ in range(200):
         arms, labels = simulate({1: 0.83, 12: 0.83}, rng, rows=400, seeds=8, seed_sd=0.02)
         records = records_of(arms, labels)
         (row,), _ = decide(records)

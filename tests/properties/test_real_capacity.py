@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
+from lora_claims.errors import InvalidArgument
 from lora_claims.methods.cstar.estimate import CStarConfig, estimate_cstar
 from lora_claims.methods.cstar.problems import LoraSystem
-from lora_claims.errors import InvalidArgument
 from lora_claims.methods.ntk.features import JacobianFeatures
 from lora_claims.methods.ntk.real_capacity import block_separability, rank_trainability, real_lora_sampler
 from tests.ntk_support import one_torch_thread  # noqa: F401  (autouse fixture)

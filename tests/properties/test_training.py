@@ -7,9 +7,9 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from lora_claims.errors import InvalidArgument
 from lora_claims.methods.linearized import ce_experiments as ce
 from lora_claims.methods.linearized.convex import solve_nuclear
-from lora_claims.errors import InvalidArgument
 from lora_claims.methods.linearized.instances import random_problem
 from lora_claims.methods.linearized.training import TrainConfig, delta_frobenius, train
 

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from lora_claims.methods.counting.capacity import manifold_dim
 from lora_claims.errors import InvalidArgument, require_int
+from lora_claims.methods.counting.capacity import manifold_dim
 
 
 @dataclass(frozen=True)

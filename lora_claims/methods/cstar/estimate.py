@@ -27,11 +27,11 @@ from typing import Any
 
 import numpy as np
 
+from lora_claims.errors import InvalidArgument, require_fraction, require_int
+from lora_claims.harness.cache import CacheKind
 from lora_claims.methods.counting.capacity import manifold_dim
 from lora_claims.methods.cstar.problems import LoraSystem, linear_problem, lora_problem
 from lora_claims.methods.cstar.solvers import GDSettings, LMSettings, levenberg_marquardt, train
-from lora_claims.harness.cache import CacheKind
-from lora_claims.errors import InvalidArgument, require_fraction, require_int
 from lora_claims.methods.stats import wilson_interval
 
 SCHEMA = 1  # bump when anything that changes the numbers changes

@@ -16,8 +16,8 @@ import functools
 
 import numpy as np
 
-from lora_claims.methods.counting.capacity import manifold_dim
 from lora_claims.errors import InvalidArgument, require_int
+from lora_claims.methods.counting.capacity import manifold_dim
 
 
 def _require_finite(name: str, values: np.ndarray) -> np.ndarray:

@@ -20,8 +20,8 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from lora_claims.methods.cstar.problems import LinearSystem, LoraSystem, relative_loss
 from lora_claims.errors import InvalidArgument, require_int, require_positive_float
+from lora_claims.methods.cstar.problems import LinearSystem, LoraSystem, relative_loss
 
 System = LoraSystem | LinearSystem
 OPTIMIZERS = ("armijo", "adam", "fixed")

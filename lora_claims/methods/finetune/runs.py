@@ -23,13 +23,15 @@ from typing import Any
 
 import numpy as np
 
-from lora_claims.methods.finetune import models as _models  # sets the offline environment before transformers loads
-from lora_claims.methods.data.glue import Split, get_task
-from lora_claims.harness.environment import package_versions
 from lora_claims.errors import Interrupted, InvalidArgument, require_int, require_positive_float
-from lora_claims.methods.data.kshot import FewShotData, label_counts, load_seed
-from lora_claims.methods.finetune.stacked import HEADS, PLACEMENTS
 from lora_claims.harness.cache import CacheKind, ResultCache, config_hash
+from lora_claims.harness.environment import package_versions
+from lora_claims.methods.data.glue import Split, get_task
+from lora_claims.methods.data.kshot import FewShotData, label_counts, load_seed
+from lora_claims.methods.finetune import (
+    models as _models,  # sets the offline environment before transformers loads
+)
+from lora_claims.methods.finetune.stacked import HEADS, PLACEMENTS
 
 FINETUNE_RUNS = CacheKind("finetune", 3)  # bump the schema when training or evaluation changes
 PREFIX_STATES = CacheKind("frozen-prefix", 1)  # hidden states entering the first adapted layer
@@ -188,10 +190,10 @@ def run_sweep(configs: list[RunConfig], inputs: RunInputs, progress: bool = True
     try:
         with tqdm(total=total, desc="fine-tuning", unit="adapter-step", disable=not progress) as bar:
             for runs in pending.values():
-                first = runs[0].config
-                bar.set_postfix_str(f"{first.model} {first.task} {len(runs)} runs ({first.engine})")
+                first, count = runs[0].config, len(runs)
+                bar.set_postfix_str(f"{first.model} {first.task} {count} runs ({first.engine})")
                 records = train_group([run.config for run in runs], [run.data for run in runs],
-                                      inputs, lambda steps, n=len(runs): bar.update(steps * n))
+                                      inputs, lambda steps, count=count: bar.update(steps * count))
                 encoder = load_encoder(first, inputs)
                 for run, record in zip(runs, records, strict=True):
                     record["config_hash"] = config_hash(inputs.cache.key(FINETUNE_RUNS, run.key))

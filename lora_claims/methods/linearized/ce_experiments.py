@@ -24,15 +24,14 @@ import math
 
 import numpy as np
 import torch
-
 from scipy import stats
 
 from lora_claims.methods.counting.capacity import manifold_dim
 from lora_claims.methods.linearized.convex import solve_nuclear
 from lora_claims.methods.linearized.instances import random_problem
 from lora_claims.methods.linearized.model import DenseFeatures, FactoredFeatures, LinearizedProblem, objective
-from lora_claims.methods.stats import wilson_interval
 from lora_claims.methods.linearized.training import TrainConfig, train
+from lora_claims.methods.stats import wilson_interval
 
 
 def success_record(successes: int, trials: int) -> dict:

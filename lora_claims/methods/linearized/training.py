@@ -25,8 +25,8 @@ from dataclasses import dataclass, field
 import torch
 
 from lora_claims.errors import InvalidArgument, require_int, require_positive_float
-from lora_claims.methods.linearized.model import DTYPE, LinearizedProblem, objective
 from lora_claims.methods.linearized.losses import LABEL_LOSSES, accuracy
+from lora_claims.methods.linearized.model import DTYPE, LinearizedProblem, objective
 
 METHODS = ("gd", "adam")
 ARMIJO_C = 1e-4

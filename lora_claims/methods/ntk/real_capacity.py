@@ -23,15 +23,15 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
+from lora_claims.errors import InvalidArgument
 from lora_claims.methods.counting.capacity import manifold_dim
-from lora_claims.methods.linearized.ce_experiments import success_record, transition_point
 from lora_claims.methods.cstar.estimate import ProblemSampler
 from lora_claims.methods.cstar.problems import LoraSystem
-from lora_claims.errors import InvalidArgument
-from lora_claims.methods.ntk.feature_blocks import sample_blocks
+from lora_claims.methods.linearized.ce_experiments import success_record, transition_point
 from lora_claims.methods.linearized.model import DTYPE, DenseFeatures, FactoredFeatures, LinearizedProblem
-from lora_claims.methods.ntk.features import JacobianFeatures
 from lora_claims.methods.linearized.training import TrainConfig, train
+from lora_claims.methods.ntk.feature_blocks import sample_blocks
+from lora_claims.methods.ntk.features import JacobianFeatures
 
 if TYPE_CHECKING:  # real_features loads transformers; the experiments here need only tensors
     from lora_claims.methods.ntk.real_features import FeaturePool

@@ -25,9 +25,9 @@ from torch import nn
 
 from lora_claims.harness.cache import ResultCache
 from lora_claims.methods.data.glue import Split, get_task
-from lora_claims.methods.finetune.runs import load_base_model, load_tokenizer, reset_head
 from lora_claims.methods.data.kshot import load_few_shot
 from lora_claims.methods.finetune.models import resolve_model
+from lora_claims.methods.finetune.runs import load_base_model, load_tokenizer, reset_head
 from lora_claims.methods.ntk.features import (
     DEFAULT_KINDS,
     JacobianFeatures,

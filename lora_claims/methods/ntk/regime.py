@@ -31,13 +31,13 @@ from lora_claims.errors import InvalidArgument, require_int, require_positive_fl
 from lora_claims.methods.ntk.features import (
     Encodings,
     JacobianFeatures,
+    batches,
     extract_features,
     frozen_prefix,
-    logits_at,
     linearized_logits,
+    logits_at,
     shifted_weights,
     trimmed,
-    batches,
 )
 
 OPTIMIZERS = ("adamw", "sgd")  # AdamW with linear decay (the fine-tuning runs'); plain SGD, constant lr
@@ -150,11 +150,9 @@ def train_real(model: nn.Module, train: EncodedSplit, init: Init, run: LoraRun) 
     below the adapted ones run once, and each step replays their output for its minibatch."""
     base = _initial_weights(model, init)
     batch = trimmed(train.encodings)
-    select = None
 
-    def loss_on(deltas, rows):
-        if select is not None:
-            select(rows)
+    def loss_on(deltas, rows):  # called only inside the `with` below, where `select` is bound
+        select(rows)
         weights = {f"{name}.weight": base[name] + deltas[name] for name in base}
         logits = functional_call(model, weights, kwargs={key: value[rows] for key, value in batch.items()}).logits
         return nn.functional.cross_entropy(logits, train.labels[rows])
