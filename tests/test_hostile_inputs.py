@@ -204,8 +204,9 @@ def test_an_interrupted_sweep_resumes_from_the_cache(tiny, tmp_path):
     cache = tmp_path / "cache"
     sweep = ("finetune", "--model", "tiny", "--model-path", f"tiny={tiny['model']}",
              "--data-dir", tiny["data"], "--ranks", "1,2", "--seeds", "13", "--steps", "40",
-             "--eval-every", "20", "--max-length", "16", "--test-cap", "8", "--cache-dir", cache)
-    code, stderr = interrupt_after(sweep, "1/2", signal.SIGINT, tmp_path)
+             "--eval-every", "20", "--max-length", "16", "--test-cap", "8", "--cache-dir", cache,
+             "--engine", "peft")  # one run at a time, so the first finishes before the second
+    code, stderr = interrupt_after(sweep, "40/80", signal.SIGINT, tmp_path)
     last = stderr.strip().splitlines()[-1]
     assert code == 130 and "Traceback" not in stderr, stderr
     done = len(list((cache / "finetune").glob("*.json")))

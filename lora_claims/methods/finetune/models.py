@@ -210,3 +210,15 @@ def resolve_encoders(names, model_paths: dict[str, str], cache_root: Path | None
     if missing:
         raise MissingModel("; ".join(missing))
     return chosen, notes
+
+
+def wrap_with_peft(model, lora_config):
+    """``peft.get_peft_model``, without the FutureWarning of the deprecated transformers property
+    that peft probes (it says nothing about the run)."""
+    import warnings
+
+    from peft import get_peft_model
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "`is_gradient_checkpointing` is deprecated", FutureWarning)
+        return get_peft_model(model, lora_config)

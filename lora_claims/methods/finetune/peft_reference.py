@@ -16,6 +16,7 @@ import re
 import torch
 import torch.nn.functional as F
 
+from lora_claims.methods.finetune.models import wrap_with_peft
 from lora_claims.methods.finetune.stacked import (
     PROJECTIONS,
     AdapterSpec,
@@ -55,7 +56,7 @@ class PooledClassifier(torch.nn.Module):
 def build_peft_model(model, adapter: AdapterSpec, settings: TrainSettings):
     """A copy of ``model`` with peft LoRA and the head, holding the adapter's initial values;
     returns (peft model, function from model inputs to logits)."""
-    from peft import LoraConfig, TaskType, get_peft_model
+    from peft import LoraConfig, TaskType
     from peft.tuners.lora import LoraLayer
 
     check_ranks(model, settings.placement, [adapter.rank])
@@ -80,7 +81,7 @@ def build_peft_model(model, adapter: AdapterSpec, settings: TrainSettings):
         for index, linear in enumerate(linears):  # before wrapping: peft copies the head
             linear.weight.copy_(values[f"head.{index}.weight"])
             linear.bias.copy_(values[f"head.{index}.bias"])
-    peft_model = get_peft_model(wrapped, LoraConfig(**options, **task))
+    peft_model = wrap_with_peft(wrapped, LoraConfig(**options, **task))
     with torch.no_grad():
         for name, module in peft_model.named_modules():
             match = LORA_LAYER_NAME.search(name)

@@ -16,7 +16,6 @@ import functools
 import os
 import random
 import time
-import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -184,6 +183,8 @@ def run_sweep(configs: list[RunConfig], inputs: RunInputs, progress: bool = True
             continue
         group = (config.model, config.random_init, config.task, config.k, config.engine,
                  _settings(config), config.max_length, data.test.fingerprint(), config.device)
+        if config.engine == "peft":  # one run at a time anyway: cache each as it finishes
+            group += (index,)
         pending.setdefault(group, []).append(_Pending(index, config, data, key))
     total = sum(len(runs) * runs[0].config.steps for runs in pending.values())
     done = len(configs) - sum(len(runs) for runs in pending.values())
@@ -468,7 +469,7 @@ def build_lora_model(config: RunConfig, model_path: Path, num_labels: int):
     """
     import copy
 
-    from peft import LoraConfig, TaskType, get_peft_model
+    from peft import LoraConfig, TaskType
     from peft.tuners.lora import LoraLayer
 
     model = copy.deepcopy(load_base_model(str(model_path), num_labels))
@@ -485,9 +486,7 @@ def build_lora_model(config: RunConfig, model_path: Path, num_labels: int):
                              if config.placement == "last-layer" else None),
         use_rslora=config.rslora,
     )
-    with warnings.catch_warnings():  # peft probes a property transformers has deprecated
-        warnings.filterwarnings("ignore", "`is_gradient_checkpointing` is deprecated", FutureWarning)
-        model = get_peft_model(model, lora)
+    model = _models.wrap_with_peft(model, lora)
     seed_everything(config.seed)
     for module in model.modules():
         if isinstance(module, LoraLayer):
