@@ -93,3 +93,14 @@ def build_tiny_model(folder: Path, init_seed: int = 0) -> Path:
         torch.manual_seed(init_seed)
         BertForSequenceClassification(config).save_pretrained(folder)
     return folder
+
+
+def assert_needs_gpu(audit, claim_id: str) -> None:
+    """A paper-scale claim on a CPU: not evaluated, of kind needs_gpu, naming `pytest -m gpu`."""
+    from lora_claims.harness.spec import Verdict
+
+    result = audit.result(claim_id, device="cpu")
+    assert result.verdict is Verdict.NOT_EVALUATED
+    if result.not_evaluable["kind"] == "missing_data" and not in_ci():
+        pytest.skip(result.summary)
+    assert result.not_evaluable["kind"] == "needs_gpu" and "pytest -m gpu" in result.summary

@@ -10,7 +10,7 @@ from __future__ import annotations
 from lora_claims.errors import NeedsGPU
 from lora_claims.harness.context import AuditContext
 from lora_claims.harness.spec import ClaimSpec, Decision, Needs, Outcome, Verdict
-from lora_claims.methods.finetune.empirical import paper_study_design, rank_pair_study, rank_pair_summary
+from lora_claims.methods.finetune.empirical import paper_study_design, rank_pair_study, rank_pair_verdict
 from lora_claims.methods.finetune.rank_pair import Rule
 from lora_claims.methods.finetune.runs import RunInputs
 
@@ -76,8 +76,5 @@ def evaluate(spec: ClaimSpec, ctx: AuditContext) -> Outcome:
 
 
 def decide(outcome: Outcome, spec: ClaimSpec) -> Decision:
-    summary, key_figure = rank_pair_summary(outcome.decision)
-    if outcome.decision["smoke"]:
-        return Decision(Verdict.NOT_EVALUATED, f"smoke run on random-init encoders (plumbing "
-                        f"only): {summary}", key_figure)
-    return Decision(Verdict(outcome.decision["verdict"]), summary, key_figure)
+    verdict, summary, key_figure = rank_pair_verdict(outcome.decision)
+    return Decision(Verdict(verdict), summary, key_figure)

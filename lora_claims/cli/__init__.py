@@ -68,16 +68,21 @@ def _add_audit(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--out", default="audit-report", help="output folder (default: %(default)s)")
     parser.add_argument("--profile", choices=PROFILES, default="ci",
                         help="experiment sizes: smoke, ci (default, fits a 2-core CPU) or thorough")
-    parser.add_argument("--data-dir", type=Path, default=None,
-                        help="GLUE data folder (default: $LORA_CLAIMS_DATA)")
-    parser.add_argument("--device", default="cpu", help="torch device for fine-tuning claims")
+    _add_run_inputs(parser)
+    parser.add_argument("--seed", type=int, default=DEFAULT_SEED,
+                        help="seed of the Monte-Carlo claims, recorded in the report (default: %(default)s)")
+    parser.set_defaults(handler=_run_audit)
+
+
+def _add_run_inputs(parser: argparse.ArgumentParser) -> None:
+    """Where data, models and cached results are, and the device: shared by audit and finetune."""
+    parser.add_argument("--data-dir", default=None,
+                        help="GLUE data folder (default: $LORA_CLAIMS_DATA; 'hf' for `datasets`)")
+    parser.add_argument("--device", default="cpu", help="torch device for fine-tuning (default: cpu)")
     parser.add_argument("--model-path", action="append", metavar="NAME=PATH",
                         help="local path of a model, repeatable")
     parser.add_argument("--cache-dir", type=Path, default=None,
                         help="result cache (default: $LORA_CLAIMS_CACHE or ~/.cache/lora-claims)")
-    parser.add_argument("--seed", type=int, default=DEFAULT_SEED,
-                        help="seed of the Monte-Carlo claims, recorded in the report (default: %(default)s)")
-    parser.set_defaults(handler=_run_audit)
 
 
 def _run_audit(args: argparse.Namespace) -> int:
@@ -242,13 +247,7 @@ def _add_finetune(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--max-length", type=int, default=128)
     parser.add_argument("--test-cap", type=int, default=1000, help="0: the whole test set")
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--data-dir", default=None,
-                        help="GLUE data folder (default: $LORA_CLAIMS_DATA; 'hf' for `datasets`)")
-    parser.add_argument("--model-path", action="append", metavar="NAME=PATH",
-                        help="local path of a model, repeatable")
-    parser.add_argument("--cache-dir", type=Path, default=None,
-                        help="result cache (default: $LORA_CLAIMS_CACHE or ~/.cache/lora-claims)")
+    _add_run_inputs(parser)
     parser.add_argument("--out", type=Path, default=None,
                         help="folder: one JSON record per run (the format `compare` reads)")
     parser.add_argument("--no-progress", action="store_true")

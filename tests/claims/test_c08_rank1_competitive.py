@@ -11,16 +11,11 @@ from __future__ import annotations
 import pytest
 
 from lora_claims.claims.c08_rank1_competitive import CLAIMED_TASKS, EXTRA_TASKS, PAPER_ENCODERS
-from lora_claims.harness.spec import Verdict
-from tests.finetune_support import paper_scale_result
+from tests.finetune_support import assert_needs_gpu, paper_scale_result
 
 
 def test_c8_is_not_evaluated_without_cuda_and_names_the_command(audit):
-    result = audit.result("C8", device="cpu")
-    assert result.verdict is Verdict.NOT_EVALUATED
-    if result.not_evaluable["kind"] == "missing_data":
-        pytest.skip(result.summary)
-    assert result.not_evaluable["kind"] == "needs_gpu" and "pytest -m gpu" in result.summary
+    assert_needs_gpu(audit, "C8")
 
 
 @pytest.mark.gpu

@@ -4,16 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from lora_claims.harness.spec import Verdict
-from tests.finetune_support import paper_scale_result
+from tests.finetune_support import assert_needs_gpu, paper_scale_result
 
 
 def test_c9_is_not_evaluated_without_cuda(audit):
-    result = audit.result("C9", device="cpu")
-    assert result.verdict is Verdict.NOT_EVALUATED
-    if result.not_evaluable["kind"] == "missing_data":
-        pytest.skip(result.summary)
-    assert result.not_evaluable["kind"] == "needs_gpu" and "pytest -m gpu" in result.summary
+    assert_needs_gpu(audit, "C9")
 
 
 @pytest.mark.gpu

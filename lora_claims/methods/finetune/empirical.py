@@ -82,6 +82,18 @@ def rank_pair_study(design, inputs, device: str, claimed_tasks: tuple[str, ...],
                     substitute: str | None = None) -> tuple[dict, dict]:
     """Run a rank-1 vs rank-12 study and return the rule's inputs and the evidence."""
     from lora_claims.methods.finetune.rank_pair import table
+
+    selected, choice, notes = _study_at_chosen_rates(design, inputs, device, substitute)
+    decision = rank_pair_decision(selected, claimed_tasks, rule) | {
+        "design": design.label(), "notes": notes}
+    evidence = {"design": design.to_json(), "table": table(decision["comparisons"]),
+                "learning_rates": {f"{e} {t} r={r}": lr for (e, t, r), lr in choice.items()},
+                "runs": [{key: record[key] for key in RUN_FIELDS} for record in selected]}
+    return decision, evidence
+
+
+def _study_at_chosen_rates(design, inputs, device: str, substitute: str | None):
+    """Every run of the study, then each (encoder, task, rank)'s records at its chosen rate."""
     from lora_claims.methods.finetune.rank_study import (
         chosen_learning_rates,
         run_study,
@@ -90,13 +102,15 @@ def rank_pair_study(design, inputs, device: str, claimed_tasks: tuple[str, ...],
 
     records, notes = run_study(design, inputs, device, substitute)
     choice = chosen_learning_rates(records)
-    selected = selected_records(records, choice)
-    decision = rank_pair_decision(selected, claimed_tasks, rule) | {
-        "design": design.label(), "notes": notes}
-    evidence = {"design": design.to_json(), "table": table(decision["comparisons"]),
-                "learning_rates": {f"{e} {t} r={r}": lr for (e, t, r), lr in choice.items()},
-                "runs": [{key: record[key] for key in RUN_FIELDS} for record in selected]}
-    return decision, evidence
+    return selected_records(records, choice), choice, notes
+
+
+def rank_pair_verdict(decision: dict) -> tuple[str, str, str]:
+    """Verdict, summary and key figure of a rank-pair decision; a smoke run is never evaluated."""
+    summary, key_figure = rank_pair_summary(decision)
+    if decision.get("smoke"):
+        return "not_evaluated", f"smoke run (plumbing only): {summary}", key_figure
+    return decision["verdict"], summary, key_figure
 
 
 RUN_FIELDS = ("task", "model", "rank", "seed", "learning_rate", "train_accuracy", "dev_accuracy",
@@ -132,15 +146,7 @@ def sweep_study(design, inputs, device: str, task: str, tolerances: dict,
                 substitute: str | None = None) -> tuple[dict, dict]:
     """Run a rank sweep and return the rule's inputs (per model: the best-rank decision) and the
     evidence (each run's accuracies at its rank's chosen learning rate)."""
-    from lora_claims.methods.finetune.rank_study import (
-        chosen_learning_rates,
-        run_study,
-        selected_records,
-    )
-
-    records, notes = run_study(design, inputs, device, substitute)
-    choice = chosen_learning_rates(records)
-    selected = selected_records(records, choice)
+    selected, choice, notes = _study_at_chosen_rates(design, inputs, device, substitute)
     per_model = sweep_decision(selected, task, tolerances["margin"], tolerances["alpha"])
     decision = {"models": per_model, "verdict": sweep_verdict(per_model),
                 "design": design.label(), "notes": notes}
