@@ -259,8 +259,10 @@ def random_init_model(architecture: str, tokenizer_path: str, num_labels: int):
 
     settings = json.loads(Path(architecture).read_text())
     tokenizer = load_tokenizer(tokenizer_path)
+    # The borrowed (BERT) tokenizer marks the second sentence of a pair with token type 1, which
+    # RoBERTa's single-type embedding has no row for: random weights lose nothing by having two.
     settings.update(vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id or 0,
-                    num_labels=num_labels)
+                    num_labels=num_labels, type_vocab_size=max(settings.get("type_vocab_size", 2), 2))
     config = AutoConfig.for_model(**settings)
     with torch.random.fork_rng():
         torch.manual_seed(0)
