@@ -76,6 +76,7 @@ def test_an_empty_seed_range_stops_the_run(sample, monkeypatch):
 
 WALL_CLOCK_CHECKS = (
     "test_the_engine_reaches_its_speed_target_against_the_trainer",
+    "test_both_sides_complete_the_protocol",
     "test_batched_lm_is_10x_faster_than_per_instance_loop",
     "test_batched_training_is_faster_than_one_instance_at_a_time",
     "test_rank_one_step_is_not_slower_than_rank_sixteen",
