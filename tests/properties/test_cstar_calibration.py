@@ -1,4 +1,4 @@
-"""Calibrations of the C* estimators on cases with a known answer (issue 3, item 4).
+"""Calibrations of the C* estimators on cases with a known answer.
 
 - exact fit on least squares: threshold exactly 1 (a fit iff p <= D), by lstsq and by the LM path;
 - m = n = 2, r = 1, p = 3: P(solvable) = 0.774 by the exact algebraic test, matched by LM with no
