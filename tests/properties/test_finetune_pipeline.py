@@ -206,14 +206,17 @@ def test_mpnet_unpacks_into_the_default_cache(tmp_path, monkeypatch):
 def test_cli_runs_a_sweep(tiny, tmp_path, capsys):
     out = tmp_path / "records"
     code = main(["finetune", "--model", "tiny", "--model-path", f"tiny={tiny['model']}",
-                 "--data-dir", str(tiny["data"]), "--ranks", "1,2", "--seeds", "13",
+                 "--data-dir", str(tiny["data"]), "--ranks", "1,2", "--seeds", "13,42",
                  "--steps", "2", "--eval-every", "1", "--max-length", "16", "--test-cap", "0",
                  "--cache-dir", str(tmp_path / "cache"), "--out", str(out), "--no-progress"])
     assert code == 0
     printed = capsys.readouterr().out
     records = [json.loads(path.read_text()) for path in sorted(out.glob("*.json"))]
-    assert "SST-2" in printed and [r["rank"] for r in records] == [1, 2]
+    assert "SST-2" in printed and sorted(r["rank"] for r in records) == [1, 1, 2, 2]
     for record in records:  # the per-example fields `lora-claims compare` reads
         assert len(record["test_predictions"]) == len(record["test_labels"]) == record["test_size"]
         assert record["engine"] == "stacked" and record["placement"] == "all-layers"
+    decision = tmp_path / "decision.json"  # the records are what `compare` reads
+    assert main(["compare", str(out), "--baseline-rank", "2", "--out", str(decision)]) == 0
+    assert json.loads(decision.read_text())["comparisons"][0]["seeds"] == 2
     assert main(["finetune", "--tasks", "nope", "--data-dir", str(tiny["data"])]) == 2

@@ -32,7 +32,7 @@ from lora_claims.methods.finetune import (
 )
 from lora_claims.methods.finetune.stacked import HEADS, PLACEMENTS
 
-FINETUNE_RUNS = CacheKind("finetune", 3)  # bump the schema when training or evaluation changes
+FINETUNE_RUNS = CacheKind("finetune", 4)  # bump the schema when training or evaluation changes
 PREFIX_STATES = CacheKind("frozen-prefix", 1)  # hidden states entering the first adapted layer
 ENGINES = ("stacked", "peft")
 ARCHITECTURES = Path(__file__).parent / "architectures"  # configs for --random-init, no weights
@@ -306,7 +306,7 @@ def train_group(configs: list[RunConfig], datas: list[FewShotData], inputs: RunI
     spec = get_task(first.task)
     for config, data, record in zip(configs, datas, records, strict=True):
         record.update(
-            schema=FINETUNE_RUNS.schema, config=config.to_json(),
+            schema=FINETUNE_RUNS.schema, config=config.to_json(), task=config.task, k=config.k,
             test_row_ids=list(range(len(data.test))), test_fingerprint=data.test.fingerprint(),
             test_size=len(data.test), test_note=data.test_note,
             train_label_counts=label_counts(spec, data.train),
