@@ -29,3 +29,17 @@ def assert_claim_at_seed(result: ClaimResult, seed: int, claim_holds, regression
             f"{recorded.value}: {result.key_figure}")
     if result.verdict not in SUPPORTING:
         pytest.xfail(f"{result.id} at seed {seed}: {result.verdict.value}: {result.key_figure}")
+
+
+def assert_recorded_verdict_at_seed(result: ClaimResult, seed: int, claim_holds,
+                                    regression: dict) -> None:
+    """At the default seed the recorded outcome applies in full; at another seed the figures
+    differ by Monte-Carlo noise, so only the verdict, which comes from intervals, must be the
+    recorded one (support passes, anything else is an expected failure with the reason)."""
+    if seed == DEFAULT_SEED:
+        claim_holds(result)
+        return
+    entry = regression[reading_key(result)]
+    assert result.verdict.value == entry["expected"], result.summary
+    if result.verdict not in SUPPORTING:
+        pytest.xfail(f"{result.id} at seed {seed}: {entry['expected']}: {entry['reason']}")

@@ -61,19 +61,22 @@ def test_per_adapter_step(benchmark, minilm, placement, engine, count):
     settings = TrainSettings(placement=placement, head="native", steps=10_000, batch_size=BATCH)
     with one_torch_thread():
         if engine == "peft":
-            step = peft_step(model, adapters(1)[0], settings, split)
+            step, trained = peft_step(model, adapters(1)[0], settings, split)
         else:
             trainer = StackedTrainer(model, adapters(count), settings, split, split, split)
             counter = iter(range(1, settings.steps + 1))
-            step = lambda: trainer.train_step(next(counter))  # noqa: E731
+            step, trained = lambda: trainer.train_step(next(counter)), trainer.bank.values  # noqa: E731
+        before = trained.detach().clone()
         benchmark.group = f"stacked-vs-peft {placement} MiniLM b{BATCH} L{LENGTH}"
         benchmark.pedantic(step, rounds=ROUNDS, iterations=1, warmup_rounds=1)
+    assert not torch.equal(trained, before), "the timed step must train the adapters"
     benchmark.extra_info.update(engine=engine, adapters=count, placement=placement,
                                 per_adapter_step_s=benchmark.stats.stats.min / count)
 
 
 def peft_step(model, adapter: AdapterSpec, settings: TrainSettings, split: SplitTensors):
-    """One step of the single-run loop (as in ``train_peft_reference``) on a fixed batch."""
+    """One step of the single-run loop (as in ``train_peft_reference``) on a fixed batch, and a
+    LoRA factor that the step trains."""
     peft_model, forward = build_peft_model(model, adapter, settings)
     trainable = [p for p in peft_model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(trainable, lr=adapter.learning_rate)
@@ -87,4 +90,5 @@ def peft_step(model, adapter: AdapterSpec, settings: TrainSettings, split: Split
         schedule.step()
         optimizer.zero_grad(set_to_none=True)
 
-    return step
+    lora_b = next(p for name, p in peft_model.named_parameters() if "lora_B" in name)
+    return step, lora_b

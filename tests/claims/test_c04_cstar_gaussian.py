@@ -12,25 +12,17 @@ import pytest
 
 from lora_claims.claims import c04_cstar_gaussian
 from lora_claims.claims.c04_cstar_gaussian import SPEC, decide
-from lora_claims.harness.context import DEFAULT_SEED
-from lora_claims.harness.pytest_plugin import SUPPORTING, reading_key
 from lora_claims.harness.registry import Verdict
 from lora_claims.harness.spec import Outcome
 from tests.rule_support import assert_rule_replays
+from tests.seed_support import assert_recorded_verdict_at_seed
 
 
 def test_c4_claim(audit, claim_holds, regression, seed):
     """At the default seed the recorded outcome applies in full; at another seed
     (LORA_CLAIMS_SEEDS) the figures differ by Monte-Carlo noise, so only the verdict, which comes
     from intervals, must be the recorded one."""
-    result = audit.result("C4", seed=seed)
-    if seed == DEFAULT_SEED:
-        claim_holds(result)
-        return
-    entry = regression[reading_key(result)]
-    assert result.verdict.value == entry["expected"], result.summary
-    if result.verdict not in SUPPORTING:
-        pytest.xfail(f"C4 at seed {seed}: {entry['expected']}: {entry['reason']}")
+    assert_recorded_verdict_at_seed(audit.result("C4", seed=seed), seed, claim_holds, regression)
 
 
 def test_c4_intervals_are_ordered_and_hold_their_estimates(audit):
@@ -119,3 +111,4 @@ def test_c4_rule_marks_an_underpowered_design(changes, underpowered):
     decision = decide(Outcome(_c4_inputs(**changes)), SPEC)
     assert decision.verdict is Verdict.INCONCLUSIVE
     assert ("underpowered" in decision.summary) is underpowered
+

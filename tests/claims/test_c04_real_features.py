@@ -10,12 +10,11 @@ import pytest
 
 from lora_claims.claims import c04_real_features
 from lora_claims.claims.c04_real_features import SPEC, decide
-from lora_claims.harness.context import DEFAULT_SEED
-from lora_claims.harness.pytest_plugin import SUPPORTING, reading_key
 from lora_claims.harness.registry import Verdict
 from lora_claims.harness.spec import Outcome
 from tests.ntk_support import evaluated
 from tests.rule_support import assert_rule_replays
+from tests.seed_support import assert_recorded_verdict_at_seed
 
 
 @pytest.fixture(scope="module")
@@ -27,14 +26,7 @@ def c4_real(audit):
 def test_c4_real_claim(audit, claim_holds, regression, seed):
     """At the default seed the recorded outcome applies in full; at another seed only the
     verdict, which comes from intervals, must be the recorded one."""
-    result = evaluated(audit, "C4-real", seed=seed)
-    if seed == DEFAULT_SEED:
-        claim_holds(result)
-        return
-    entry = regression[reading_key(result)]
-    assert result.verdict.value == entry["expected"], result.summary
-    if result.verdict not in SUPPORTING:
-        pytest.xfail(f"C4-real at seed {seed}: {entry['expected']}: {entry['reason']}")
+    assert_recorded_verdict_at_seed(evaluated(audit, "C4-real", seed=seed), seed, claim_holds, regression)
 
 
 @pytest.mark.slow
@@ -102,3 +94,4 @@ def test_a_threshold_not_reached_is_reported_with_its_best_point():
     decision = decide(Outcome(inputs(budgeted=(None, 1.35, (None, None)))), SPEC)
     assert "real not reached on the grid (best: 80% at rho = 2.00)" in decision.summary
     assert decision.key_figure.endswith("C*_GD real/Gaussian not reached on the grid/1.350 (not_found)")
+

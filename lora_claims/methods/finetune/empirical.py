@@ -14,6 +14,13 @@ from lora_claims.methods.finetune.rank_pair import (
     compare,
     overall,
     pair_arms,
+    table,
+)
+from lora_claims.methods.finetune.rank_study import (
+    StudyDesign,
+    chosen_learning_rates,
+    run_study,
+    selected_records,
 )
 from lora_claims.methods.per_example import best_rank_test, chance_test
 
@@ -81,8 +88,6 @@ def sweep_verdict(per_model: dict) -> str:
 def rank_pair_study(design, inputs, device: str, claimed_tasks: tuple[str, ...], rule: Rule,
                     substitute: str | None = None) -> tuple[dict, dict]:
     """Run a rank-1 vs rank-12 study and return the rule's inputs and the evidence."""
-    from lora_claims.methods.finetune.rank_pair import table
-
     selected, choice, notes = _study_at_chosen_rates(design, inputs, device, substitute)
     decision = rank_pair_decision(selected, claimed_tasks, rule) | {
         "design": design.label(), "notes": notes}
@@ -94,12 +99,6 @@ def rank_pair_study(design, inputs, device: str, claimed_tasks: tuple[str, ...],
 
 def _study_at_chosen_rates(design, inputs, device: str, substitute: str | None):
     """Every run of the study, then each (encoder, task, rank)'s records at its chosen rate."""
-    from lora_claims.methods.finetune.rank_study import (
-        chosen_learning_rates,
-        run_study,
-        selected_records,
-    )
-
     records, notes = run_study(design, inputs, device, substitute)
     choice = chosen_learning_rates(records)
     return selected_records(records, choice), choice, notes
@@ -134,8 +133,6 @@ def rank_pair_summary(decision: dict) -> tuple[str, str]:
 def paper_study_design(spec, ctx, encoders: tuple[str, ...], needs_gpu: Exception):
     """The study a paper-scale claim runs here: its paper encoders at paper scale on CUDA; under
     profile smoke the same code on random-init encoders for a few steps; otherwise ``needs_gpu``."""
-    from lora_claims.methods.finetune.rank_study import StudyDesign
-
     smoke = ctx.profile == "smoke"
     if not smoke and not ctx.device.startswith("cuda"):
         raise needs_gpu
