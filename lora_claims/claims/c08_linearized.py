@@ -19,7 +19,7 @@ from lora_claims.methods.ntk.linearized_finetune import linearized_runs
 from lora_claims.methods.ntk.real_features import run_task
 from lora_claims.methods.ntk.regime import LoraRun
 
-LINEARIZED_RUNS = CacheKind("linearized-finetune", 2)
+LINEARIZED_RUNS = CacheKind("linearized-finetune", 3)
 MODEL = "minilm"
 RULE = {"margin": 0.02, "alpha": 0.05, "power_target": 0.8, "converged_train_accuracy": 0.9}  # C8-cpu's
 CONFIG = {"ranks": [1, 12], "steps": 500, "batch_size": 8, "max_length": 128, "placement": "last-layer",

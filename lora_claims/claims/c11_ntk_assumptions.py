@@ -22,7 +22,7 @@ from lora_claims.methods.ntk.real_features import run_task
 from lora_claims.methods.ntk.regime import LoraRun, regime_run
 from lora_claims.methods.per_example import two_level_means
 
-REGIME_RUNS = CacheKind("ntk-regime", 2)  # bump the schema when regime_run's procedure changes
+REGIME_RUNS = CacheKind("ntk-regime", 3)  # bump the schema when regime_run's procedure changes
 MODEL = "minilm"
 # C8-cpu's configuration (lora_claims.claims.c08_cpu_minilm.CPU_SCALE), copied; a test keeps them equal.
 C8_CPU = {"ranks": [1, 12], "steps": 500, "batch_size": 8, "max_length": 128, "placement": "last-layer",
@@ -104,7 +104,7 @@ def _records(ctx, sizes: dict, tol: dict) -> list[dict]:
                             loaded = run_task(task, seed, data_dir=ctx.data_dir, model_paths=ctx.model_paths,
                                               cache_root=ctx.cache.root, model_name=MODEL,
                                               test_cap=sizes["test_cap"], max_length=tol["max_length"])
-                        return regime_run(loaded.model, loaded.features, loaded.train, loaded.test,
+                        return regime_run(loaded.last_layer, loaded.features, loaded.train, loaded.test,
                                           loaded.init(rank), run) | {"test_note": loaded.test_note}
 
                     record = ctx.cache.get_or_compute(REGIME_RUNS, config, compute)

@@ -14,6 +14,7 @@ import torch
 from lora_claims.claims.c11_ntk_assumptions import SPEC
 from lora_claims.errors import InvalidArgument
 from lora_claims.methods.ntk.features import frozen_prefix, select_matrices, trimmed
+from lora_claims.methods.ntk.last_layer import LastLayerModel
 from lora_claims.methods.ntk.real_features import HEAD_MATRICES, FirstTokenClassifier
 from lora_claims.methods.ntk.regime import (
     EncodedSplit,
@@ -43,7 +44,7 @@ def setup():
                 {"head": torch.randn(2, 8, generator=generator) * 0.3, "head_bias": torch.zeros(2, 1)})
     features = train_features(model, train, init, 2)
     assert set(features.matrices) == set(adapted) | set(HEAD_MATRICES)
-    return model, train, test, init, features
+    return LastLayerModel(model, adapted), train, test, init, features
 
 
 @pytest.mark.parametrize("field, value", [("optimizer", "adam"), ("lr", 0.0), ("rank", 0), ("steps", -1),
@@ -62,6 +63,7 @@ def test_each_epoch_visits_every_row_once():
 
 def test_replayed_prefix_gives_the_rows_full_forward_pass(setup):
     model, train, *_ = setup
+    model = model.classifier
     batch = trimmed(train.encodings)
     rows = torch.tensor([7, 2, 9])
     full = model(**{key: value[rows] for key, value in batch.items()}).logits

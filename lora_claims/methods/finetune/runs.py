@@ -296,7 +296,7 @@ def train_group(configs: list[RunConfig], datas: list[FewShotData], inputs: RunI
     start = time.perf_counter()
     if first.engine == "stacked":
         records = train_stacked(model, adapters, settings, trains, devs, test,
-                                prefix=_prefix_cache(encoder, inputs.cache))
+                                prefix=prefix_cache(encoder.model, encoder.fingerprint, inputs.cache))
     else:
         records = [train_peft_reference(model, adapter, settings, trains[adapter.split],
                                         devs[adapter.split], test) for adapter in adapters]
@@ -326,9 +326,10 @@ def tensors(encoder: Encoder, split: Split, max_length: int, device):
                                 tokenizer.pad_token_id or 0, device, encoded.token_type_ids)
 
 
-def _prefix_cache(encoder: Encoder, cache: ResultCache):
-    """The frozen prefix states of a split, cached on disk by model and token content: shared by
-    every rank, seed and learning rate that trains or tests on those rows, and by later runs."""
+def prefix_cache(model, fingerprint: str, cache: ResultCache):
+    """The frozen prefix states of a split, cached on disk by the model's weights (``fingerprint``)
+    and the token content: shared by every rank, seed and learning rate that trains or tests on
+    those rows, by later runs, and by the linearized and regime runs on the same encoder."""
     import hashlib
 
     from lora_claims.methods.finetune.stacked import frozen_prefix_states
@@ -338,11 +339,11 @@ def _prefix_cache(encoder: Encoder, cache: ResultCache):
         for value in (split.input_ids, split.attention_mask, split.token_type_ids):
             if value is not None:
                 digest.update(value.cpu().numpy().tobytes())
-        key = {"model": encoder.fingerprint, "layers": n_layers, "rows": digest.hexdigest()}
+        key = {"model": fingerprint, "layers": n_layers, "rows": digest.hexdigest()}
         device = split.input_ids.device
         state = cache.get_or_compute_tensors(
             PREFIX_STATES, key,
-            lambda: {"states": frozen_prefix_states(encoder.model, split, n_layers).cpu()})
+            lambda: {"states": frozen_prefix_states(model, split, n_layers).cpu()})
         return state["states"].to(device)
 
     return prefix

@@ -199,9 +199,26 @@ class JacobianFeatures:
         """sum over matrices of <G_jk, Delta>, [N, K], without forming G (differentiable in Delta)."""
         total = torch.zeros_like(self.f0)
         for name in self.matrices:
-            projected = self.right[name] @ deltas[name].to(self.right[name].dtype).transpose(0, 1)
-            total = total + torch.einsum("jktm,jtm->jk", self.left[name], projected)
+            total = total + self._inner_one(name, deltas[name])
         return total
+
+    def inner_factored(self, factors: Mapping[str, tuple[torch.Tensor, torch.Tensor]], scale: float,
+                       deltas: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        """``inner`` with Delta = scale B A for the matrices in ``factors`` (name -> (B, A)) and
+        ``deltas`` for the rest, without forming B A: <G_jk, B A> = sum_t (u_jkt B) . (A h_jt),
+        r numbers per token instead of m n (a training step's cost)."""
+        total = torch.zeros_like(self.f0)
+        for name in self.matrices:
+            if name not in factors:
+                total = total + self._inner_one(name, deltas[name])
+                continue
+            b, a = factors[name]
+            total = total + scale * torch.einsum("jktr,jtr->jk", self.left[name] @ b, self.right[name] @ a.T)
+        return total
+
+    def _inner_one(self, name: str, delta: torch.Tensor) -> torch.Tensor:
+        projected = self.right[name] @ delta.to(self.right[name].dtype).transpose(0, 1)
+        return torch.einsum("jktm,jtm->jk", self.left[name], projected)
 
     def kernel(self) -> torch.Tensor:
         """The empirical NTK over the training outputs, [N K, N K]: sum over matrices of <G_jk, G_il>."""

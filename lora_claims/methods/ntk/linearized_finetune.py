@@ -21,8 +21,8 @@ def linearized_runs(loaded: RunTask, ranks: list[int], run: LoraRun) -> dict[int
     features, train, test = loaded.features, loaded.train, loaded.test
     trained = {rank: train_linearized(features, train.labels, loaded.init(rank), replace(run, rank=rank))
                for rank in ranks}
-    logits = test_logits(loaded.model, loaded.adapted, test.encodings, loaded.init(ranks[0]),
-                         linearized={str(rank): result.deltas for rank, result in trained.items()})
+    logits = test_logits(loaded.last_layer, test, loaded.init(ranks[0]),
+                         linearized={str(rank): result for rank, result in trained.items()})
     records = {}
     for rank, result in trained.items():
         train_logits = features.f0 + features.inner(result.deltas)

@@ -27,7 +27,7 @@ from lora_claims.harness.cache import ResultCache
 from lora_claims.methods.data.glue import Split, get_task
 from lora_claims.methods.data.kshot import load_few_shot
 from lora_claims.methods.finetune.models import resolve_model
-from lora_claims.methods.finetune.runs import load_base_model, load_tokenizer, reset_head
+from lora_claims.methods.finetune.runs import load_base_model, load_tokenizer, prefix_cache, reset_head
 from lora_claims.methods.ntk.features import (
     DEFAULT_KINDS,
     JacobianFeatures,
@@ -35,6 +35,7 @@ from lora_claims.methods.ntk.features import (
     extract_features,
     select_matrices,
 )
+from lora_claims.methods.ntk.last_layer import LastLayerModel
 from lora_claims.methods.ntk.regime import EncodedSplit, Init, train_features
 
 MAX_LENGTH = 128
@@ -163,6 +164,7 @@ class RunTask:
     (head drawn from that seed), and the Jacobian features there of every trained matrix."""
 
     model: FirstTokenClassifier
+    last_layer: LastLayerModel  # the same model on cached rows (training and test predictions)
     base: nn.Module  # the encoder with its classification head, for the fine-tuning engine's draws
     task: str
     seed: int
@@ -191,7 +193,8 @@ def run_task(task: str, seed: int, *, data_dir: Path | None, model_paths: Mappin
              cache_root: Path, model_name: str = "minilm", test_cap: int | None = None,
              max_length: int = MAX_LENGTH) -> RunTask:
     """Load the k-shot task of ``seed`` and the fine-tuning runs' model; the features at the
-    initial point are cached under ``cache_root`` (they depend on the seed through the head)."""
+    initial point are cached under ``cache_root`` (they depend on the seed through the head), and
+    so are the frozen prefix states of its rows (shared with the fine-tuning runs)."""
     resolved = resolve_model(model_name, model_paths)
     data = load_few_shot(data_dir, task, k=16, seed=seed, test_cap=test_cap)
     n_outputs = get_task(task).num_classes
@@ -203,11 +206,13 @@ def run_task(task: str, seed: int, *, data_dir: Path | None, model_paths: Mappin
     for param in model.parameters():
         param.requires_grad_(False)
     adapted = tuple(f"encoder.{name}" for name in select_matrices(encoder_of(base), DEFAULT_KINDS, "last"))
+    last_layer = LastLayerModel(model, adapted, prefix_cache(encoder_of(base), resolved.fingerprint(),
+                                                              ResultCache(cache_root)))
     train = encode_split(resolved.path, data.train, max_length)
     test = encode_split(resolved.path, data.test, max_length)
     config = _features_config(model_name, resolved, task, seed, data.train, adapted + HEAD_MATRICES,
                               max_length, seed) | {"head": "linear-cls"}
-    loaded = RunTask(model, base, task, seed, train, test, None, adapted, data.test_note, config)
+    loaded = RunTask(model, last_layer, base, task, seed, train, test, None, adapted, data.test_note, config)
     loaded.features = cached_features(ResultCache(cache_root), config,
                                       lambda: train_features(model, train, loaded.init(1), n_outputs))
     return loaded

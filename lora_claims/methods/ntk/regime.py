@@ -5,7 +5,8 @@ when the classifier has a trainable head, the head's weight and bias, exactly as
 runs. One initialization (``init``: the values the fine-tuning engine draws) is trained twice, with
 the same optimizer, schedule, learning rate and minibatch order:
 
-- the real model: every trained parameter in place (``functional_call``), the rest frozen;
+- the real model: every trained parameter in place, the rest frozen, evaluated on the cached
+  inputs of its last layer (``last_layer.LastLayerModel``);
 - its linearization around the same initial point, jointly in every trained matrix:
   f = f0 + sum_W <G_W, Delta_W>, where the head's weight and bias are matrices like the adapted
   ones (their Delta is H - H0), and G is the Jacobian at the initial point (head H0 included).
@@ -25,20 +26,17 @@ from dataclasses import asdict, dataclass
 
 import torch
 from torch import nn
-from torch.func import functional_call
 
 from lora_claims.errors import InvalidArgument, require_int, require_positive_float
 from lora_claims.methods.ntk.features import (
     Encodings,
     JacobianFeatures,
-    batches,
     extract_features,
     frozen_prefix,
-    linearized_logits,
-    logits_at,
     shifted_weights,
     trimmed,
 )
+from lora_claims.methods.ntk.last_layer import LastLayerModel, take
 
 OPTIMIZERS = ("adamw", "sgd")  # AdamW with linear decay (the fine-tuning runs'); plain SGD, constant lr
 
@@ -98,7 +96,10 @@ class Init:
 
 @dataclass
 class TrainedLora:
+    factors: dict[str, tuple[torch.Tensor, torch.Tensor]]  # each adapted matrix's (B, A) at the end
+    full: dict[str, torch.Tensor]  # each fully trained matrix at the end
     deltas: dict[str, torch.Tensor]  # every trained matrix's change from the initial point
+    scale: float
     losses: list[float]  # training loss on the step's minibatch, before each step
     seconds: float
 
@@ -113,7 +114,8 @@ def minibatch_order(n_rows: int, run: LoraRun) -> list[torch.Tensor]:
     return order[:run.steps]
 
 
-def _optimize(init: Init, deltas_of, loss_on, n_rows: int, run: LoraRun) -> TrainedLora:
+def _optimize(init: Init, loss_on, n_rows: int, run: LoraRun) -> TrainedLora:
+    """Train from ``init``; ``loss_on(factors, full, rows)`` is the minibatch loss."""
     factors = {name: (b.clone().requires_grad_(), a.clone().requires_grad_())
                for name, (b, a) in init.factors.items()}
     full = {name: value.clone().requires_grad_() for name, value in init.full.items()}
@@ -127,44 +129,32 @@ def _optimize(init: Init, deltas_of, loss_on, n_rows: int, run: LoraRun) -> Trai
     start = time.perf_counter()
     for rows in minibatch_order(n_rows, run):
         optimizer.zero_grad()
-        loss = loss_on(deltas_of(factors, full), rows)
+        loss = loss_on(factors, full, rows)
         loss.backward()
         optimizer.step()
         if schedule is not None:
             schedule.step()
-        losses.append(loss.item())
+        losses.append(loss.detach())
+    seconds = time.perf_counter() - start
     with torch.no_grad():
-        deltas = {name: value.detach() for name, value in deltas_of(factors, full).items()}
-    return TrainedLora(deltas, losses, time.perf_counter() - start)
+        factors = {name: (b.detach(), a.detach()) for name, (b, a) in factors.items()}
+        full = {name: value.detach() for name, value in full.items()}
+        deltas = {name: run.scale * b @ a for name, (b, a) in factors.items()}
+        deltas |= {name: full[name] - init.full[name] for name in full}
+    losses = torch.stack(losses).tolist() if losses else []
+    return TrainedLora(factors, full, deltas, run.scale, losses, seconds)
 
 
-def _deltas_of(init: Init, scale: float):
-    def deltas(factors, full):
-        out = {name: scale * b @ a for name, (b, a) in factors.items()}
-        return out | {name: full[name] - init.full[name] for name in full}
-    return deltas
+def train_real(model: LastLayerModel, train: EncodedSplit, init: Init, run: LoraRun) -> TrainedLora:
+    """The real model trained from ``init`` (the model itself is not modified), each step on the
+    cached inputs of its minibatch's rows."""
+    rows = model.cached_rows(train.encodings)
 
+    def loss_on(factors, full, batch):
+        return nn.functional.cross_entropy(model.logits(take(rows, batch), factors, full, run.scale),
+                                           train.labels[batch])
 
-def train_real(model: nn.Module, train: EncodedSplit, init: Init, run: LoraRun) -> TrainedLora:
-    """The real model trained from ``init`` (the model itself is not modified); the frozen layers
-    below the adapted ones run once, and each step replays their output for its minibatch."""
-    base = _initial_weights(model, init)
-    batch = trimmed(train.encodings)
-
-    def loss_on(deltas, rows):  # called only inside the `with` below, where `select` is bound
-        select(rows)
-        weights = {f"{name}.weight": base[name] + deltas[name] for name in base}
-        logits = functional_call(model, weights, kwargs={key: value[rows] for key, value in batch.items()}).logits
-        return nn.functional.cross_entropy(logits, train.labels[rows])
-
-    with frozen_prefix(model, list(init.factors), batch) as select:
-        return _optimize(init, _deltas_of(init, run.scale), loss_on, train.labels.shape[0], run)
-
-
-def _initial_weights(model: nn.Module, init: Init) -> dict[str, torch.Tensor]:
-    """Every trained matrix at the initial point: the adapted ones pretrained, the others ``init``'s."""
-    params = dict(model.named_parameters())
-    return {name: params[f"{name}.weight"].detach() for name in init.factors} | dict(init.full)
+    return _optimize(init, loss_on, train.labels.shape[0], run)
 
 
 def _to_init(model: nn.Module, init: Init) -> dict[str, torch.Tensor]:
@@ -173,18 +163,21 @@ def _to_init(model: nn.Module, init: Init) -> dict[str, torch.Tensor]:
     return {name: value - params[f"{name}.weight"].detach() for name, value in init.full.items()}
 
 
-def train_linearized(features: JacobianFeatures, labels: torch.Tensor, init: Init, run: LoraRun) -> TrainedLora:
+def train_linearized(features: JacobianFeatures, labels: torch.Tensor, init: Init,
+                     run: LoraRun) -> TrainedLora:
     """The same run on the linearization f0 + sum_W <G_W, Delta_W> (features at ``init``)."""
     trained = set(init.factors) | set(init.full)
     if set(features.matrices) != trained:
         raise InvalidArgument(f"the features' matrices {list(features.matrices)} are not the trained "
                               f"ones {sorted(trained)}")
 
-    def loss_on(deltas, rows):
-        return nn.functional.cross_entropy(features.take(rows).f0 + features.take(rows).inner(deltas),
+    def loss_on(factors, full, rows):
+        chosen = features.take(rows)
+        moved = {name: full[name] - init.full[name] for name in full}
+        return nn.functional.cross_entropy(chosen.f0 + chosen.inner_factored(factors, run.scale, moved),
                                            labels[rows])
 
-    return _optimize(init, _deltas_of(init, run.scale), loss_on, labels.shape[0], run)
+    return _optimize(init, loss_on, labels.shape[0], run)
 
 
 def relative_change(before: torch.Tensor, after: torch.Tensor) -> float:
@@ -214,24 +207,25 @@ def kernel_of(features: JacobianFeatures, matrices: Sequence[str]) -> torch.Tens
     return JacobianFeatures(tuple(matrices), features.left, features.right, features.f0).kernel()
 
 
-def test_logits(model: nn.Module, adapted: Sequence[str], encodings: Encodings, init: Init,
-                real: Mapping[str, Mapping[str, torch.Tensor]] | None = None,
-                linearized: Mapping[str, Mapping[str, torch.Tensor]] | None = None,
-                batch_size: int = 32) -> dict[str, torch.Tensor]:
-    """Test logits at the initial point (``"base"``), of real models (label -> deltas from
-    ``init``) and of linearized ones (label -> deltas, by forward-mode products at ``init``), batch
-    by batch over the replayed frozen layers."""
+def test_logits(model: LastLayerModel, test: EncodedSplit, init: Init,
+                real: Mapping[str, TrainedLora] | None = None,
+                linearized: Mapping[str, TrainedLora] | None = None,
+                batch_size: int = 128) -> dict[str, torch.Tensor]:
+    """Test logits at the initial point (``"base"``), of real models (label -> trained run) and of
+    linearized ones (label -> trained run, by forward-mode products at ``init``), batch by batch
+    over the cached inputs of the test rows."""
     real, linearized = dict(real or {}), dict(linearized or {})
+    rows = model.cached_rows(test.encodings)
     parts = {label: [] for label in ["base", *real, *linearized]}
-    with shifted_weights(model, _to_init(model, init)):
-        for batch in batches(encodings, batch_size):
-            rows = batch["input_ids"].shape[0]
-            with frozen_prefix(model, list(init.factors), batch):
-                parts["base"].append(logits_at(model, batch, {}, rows))
-                for label, deltas in real.items():
-                    parts[label].append(logits_at(model, batch, deltas, rows))
-                for label, deltas in linearized.items():
-                    parts[label].append(linearized_logits(model, batch, deltas, rows)[1])
+    with torch.no_grad():
+        for start in range(0, test.labels.shape[0], batch_size):
+            batch = take(rows, slice(start, start + batch_size))
+            parts["base"].append(model.logits(batch, init.factors, init.full, 1.0))
+            for label, trained in real.items():
+                parts[label].append(model.logits(batch, trained.factors, trained.full, trained.scale))
+            for label, trained in linearized.items():
+                parts[label].append(model.linearized_logits(batch, trained.factors, trained.full, init.full,
+                                                            trained.scale)[1])
     return {label: torch.cat(values) for label, values in parts.items()}
 
 
@@ -248,15 +242,14 @@ def train_features(model: nn.Module, train: EncodedSplit, init: Init, n_outputs:
         return extract_features(model, batch, names, n_outputs, batch_size=rows)
 
 
-def regime_run(model: nn.Module, features: JacobianFeatures, train: EncodedSplit, test: EncodedSplit,
-               init: Init, run: LoraRun, batch_size: int = 32) -> dict:
+def regime_run(model: LastLayerModel, features: JacobianFeatures, train: EncodedSplit, test: EncodedSplit,
+               init: Init, run: LoraRun) -> dict:
     """Train real and linearized from ``init`` and compare them (see the module doc); ``features``
-    are ``train_features(model, train, init)``."""
+    are ``train_features(model.classifier, train, init)``."""
     real = train_real(model, train, init, run)
     linear = train_linearized(features, train.labels, init, run)
-    logits = test_logits(model, list(init.factors), test.encodings, init, {"real": real.deltas},
-                         {"linearized": linear.deltas}, batch_size)
-    moved = train_features(model, train, init, features.n_outputs, real.deltas)
+    logits = test_logits(model, test, init, {"real": real}, {"linearized": linear})
+    moved = train_features(model.classifier, train, init, features.n_outputs, real.deltas)
     adapted = list(init.factors)
     with torch.no_grad():
         real_train = moved.f0  # the real model's logits at its end point
@@ -269,11 +262,13 @@ def regime_run(model: nn.Module, features: JacobianFeatures, train: EncodedSplit
         "same_prediction": (logits["real"].argmax(1) == logits["linearized"].argmax(1)).int().tolist(),
         "linearized_vs_real": compare_predictions(logits["real"], logits["linearized"], logits["base"]),
         "ntk_relative_change": relative_change(features.kernel(), moved.kernel()),
-        "adapted_ntk_relative_change": relative_change(kernel_of(features, adapted), kernel_of(moved, adapted)),
+        "adapted_ntk_relative_change": relative_change(kernel_of(features, adapted),
+                                                       kernel_of(moved, adapted)),
     }
 
 
-def _summary(trained: TrainedLora, train_logits, test_logits, train: EncodedSplit, test: EncodedSplit) -> dict:
+def _summary(trained: TrainedLora, train_logits, test_logits, train: EncodedSplit,
+             test: EncodedSplit) -> dict:
     return {"train_loss": float(nn.functional.cross_entropy(train_logits, train.labels)),
             "train_accuracy": accuracy(train_logits, train.labels),
             "test_accuracy": accuracy(test_logits, test.labels),
