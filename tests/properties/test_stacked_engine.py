@@ -21,6 +21,7 @@ from lora_claims.methods.finetune.stacked import (
     StackedTrainer,
     TrainSettings,
     batch_schedule,
+    estimate_group_bytes,
     initial_adapter_values,
     train_stacked,
 )
@@ -327,8 +328,6 @@ def test_a_group_too_large_for_memory_is_refused_with_the_numbers():
 
 
 def test_a_group_larger_than_the_budget_is_split_into_groups_that_fit():
-    from lora_claims.methods.finetune.stacked import estimate_group_bytes
-
     model = tiny_model("bert")
     task = tiny_task(model)
     settings = TrainSettings(head="linear-cls", **SETTINGS)
@@ -360,3 +359,15 @@ def test_labels_outside_the_model_are_refused():
                        train.token_type_ids)
     with pytest.raises(InvalidArgument, match="train labels must lie in 0..1"):
         train_stacked(model, [AdapterSpec(0, 1, 1e-3)], TrainSettings(), bad, dev, test)
+
+
+def test_progress_hears_every_adapter_step_once_at_each_evaluation_point():
+    model = tiny_model("bert")
+    settings = TrainSettings(head="linear-cls", **SETTINGS)
+    two = sum(estimate_group_bytes(model, settings, 2, 4, tiny_task(model)).values())
+    heard: list[int] = []
+    train_stacked(model, ADAPTERS, settings, *tiny_task(model), memory_budget_bytes=two,
+                  on_steps=heard.append)
+    evaluations = -(-settings.steps // settings.eval_every)
+    assert sum(heard) == settings.steps * len(ADAPTERS)
+    assert len(heard) == evaluations * -(-len(ADAPTERS) // 2)  # one report per evaluation per group

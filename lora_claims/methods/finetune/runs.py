@@ -194,7 +194,7 @@ def run_sweep(configs: list[RunConfig], inputs: RunInputs, progress: bool = True
                 first, count = runs[0].config, len(runs)
                 bar.set_postfix_str(f"{first.model} {first.task} {count} runs ({first.engine})")
                 records = train_group([run.config for run in runs], [run.data for run in runs],
-                                      inputs, lambda steps, count=count: bar.update(steps * count))
+                                      inputs, bar.update)
                 encoder = load_encoder(first, inputs)
                 for run, record in zip(runs, records, strict=True):
                     record["config_hash"] = config_hash(inputs.cache.key(FINETUNE_RUNS, run.key))
@@ -272,7 +272,8 @@ def random_init_model(architecture: str, tokenizer_path: str, num_labels: int):
 def train_group(configs: list[RunConfig], datas: list[FewShotData], inputs: RunInputs,
                 on_steps=None) -> list[dict]:
     """Train runs that share everything but rank, learning rate, alpha and data seed; returns
-    their records in order (per-example test predictions with the test rows' ids)."""
+    their records in order (per-example test predictions with the test rows' ids).
+    ``on_steps(n)`` hears of n more adapter-steps done at every evaluation point."""
     from lora_claims.methods.finetune.peft_reference import train_peft_reference
     from lora_claims.methods.finetune.stacked import AdapterSpec, train_stacked
 
@@ -296,12 +297,15 @@ def train_group(configs: list[RunConfig], datas: list[FewShotData], inputs: RunI
     start = time.perf_counter()
     if first.engine == "stacked":
         records = train_stacked(model, adapters, settings, trains, devs, test,
-                                prefix=prefix_cache(encoder.model, encoder.fingerprint, inputs.cache))
+                                prefix=prefix_cache(encoder.model, encoder.fingerprint, inputs.cache),
+                                on_steps=on_steps)
     else:
-        records = [train_peft_reference(model, adapter, settings, trains[adapter.split],
-                                        devs[adapter.split], test) for adapter in adapters]
-    if on_steps is not None:
-        on_steps(first.steps)
+        records = []
+        for adapter in adapters:
+            records.append(train_peft_reference(model, adapter, settings, trains[adapter.split],
+                                                devs[adapter.split], test))
+            if on_steps is not None:
+                on_steps(settings.steps)
     seconds = (time.perf_counter() - start) / len(records)
     spec = get_task(first.task)
     for config, data, record in zip(configs, datas, records, strict=True):

@@ -529,10 +529,11 @@ class StackedTrainer:
     def __init__(self, model, adapters: Sequence[AdapterSpec], settings: TrainSettings,
                  train: SplitTensors | Sequence[SplitTensors],
                  dev: SplitTensors | Sequence[SplitTensors], test: SplitTensors,
-                 keep_step_losses: bool = False, prefix=None):
+                 keep_step_losses: bool = False, prefix=None, on_steps=None):
         """``train`` and ``dev`` are one split, or one per data split with ``AdapterSpec.split``
         choosing each adapter's (k-shot splits of equal size, as LM-BFF's are); the test split is
-        shared. ``prefix(split, n_layers)`` may supply the frozen prefix states (a cache)."""
+        shared. ``prefix(split, n_layers)`` may supply the frozen prefix states (a cache);
+        ``on_steps(n)`` hears of n adapter-steps done at each evaluation point (a progress bar)."""
         if not adapters:
             raise InvalidArgument("adapters must list at least one adapter")
         self.prefix = prefix or (lambda split, n_layers: frozen_prefix_states(model, split, n_layers))
@@ -548,6 +549,7 @@ class StackedTrainer:
         self.model, self.adapters, self.settings = model.eval().requires_grad_(False), adapters, settings
         self.splits = {"train": train, "dev": dev, "test": test}
         self.keep_step_losses = keep_step_losses
+        self.on_steps = on_steps or (lambda steps: None)
         parameter = next(model.parameters())
         self.device, dtype = parameter.device, parameter.dtype
         self.layers = encoder_of(model).encoder.layer
@@ -691,9 +693,12 @@ class StackedTrainer:
         best_step = torch.zeros(count, dtype=torch.long, device=self.device)
         best_values = self.bank.values.clone()
         curve = []
+        reported = 0
         for step in range(1, settings.steps + 1):
             self.train_step(step)
             if step % settings.eval_every == 0 or step == settings.steps:
+                self.on_steps((step - reported) * count)
+                reported = step
                 accuracy = self.accuracy(self.predict_own("dev"), "dev")
                 improved = accuracy > best_accuracy
                 best_accuracy = torch.where(improved, accuracy, best_accuracy)
@@ -771,7 +776,7 @@ def train_stacked(model, adapters: Sequence[AdapterSpec], settings: TrainSetting
                   train: SplitTensors | Sequence[SplitTensors],
                   dev: SplitTensors | Sequence[SplitTensors], test: SplitTensors, *,
                   memory_budget_bytes: int | None = None, keep_step_losses: bool = False,
-                  prefix=None) -> list[dict]:
+                  prefix=None, on_steps=None) -> list[dict]:
     """Train ``adapters`` on the frozen ``model`` and return one record per adapter, in order.
     Groups are as large as the memory estimate allows (see ``adapters_per_group``); ``train`` and
     ``dev`` may hold one split per data split (see ``StackedTrainer``)."""
@@ -784,5 +789,5 @@ def train_stacked(model, adapters: Sequence[AdapterSpec], settings: TrainSetting
     for start in range(0, len(adapters), size):
         group = adapters[start : start + size]
         records += StackedTrainer(model, group, settings, train, dev, test, keep_step_losses,
-                                  prefix).fit()
+                                  prefix, on_steps).fit()
     return records
