@@ -55,6 +55,12 @@ class NeedsGPU(NotEvaluable):
     kind = "needs_gpu"
 
 
+class NeedsProfile(NotEvaluable):
+    """A reading whose runs take hours on a CPU runs only under a larger profile (``thorough``)."""
+
+    kind = "needs_profile"
+
+
 class Interrupted(KeyboardInterrupt):
     """Ctrl-C (or SIGTERM) during a long command; the message says how far it got and that a rerun
     resumes from the cache. A KeyboardInterrupt still, for callers that catch those."""

@@ -32,6 +32,7 @@ CLAIM_MODULES = (
     "c04_real_features",
     "c06_real_features",
     "c08_cpu_minilm",
+    "c08_cpu_all_layers",
     "c08_linearized",
     "c10_cpu_minilm",
 )
