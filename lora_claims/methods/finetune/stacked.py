@@ -410,6 +410,11 @@ class StackedAdamW:
     with one learning rate per adapter and the single-run loop's linear decay: step t uses
     lr * (1 - (t - 1) / steps), as ``LambdaLR(lambda s: 1 - s / steps)`` does.
 
+    Why not ``torch.optim.AdamW(fused=True)``: its learning rate is one scalar per parameter
+    group, so a rate per adapter would take a group, and a kernel launch, per adapter. Here the
+    whole group's update is a fixed handful of elementwise kernels over one flat buffer, however
+    many adapters and layers it holds: what fusing buys, with the per-adapter rate kept.
+
     Padding stays zero. Let row j of A and column j of B be padding (j >= the adapter's rank),
     both zero. The gradient of A[j, :] is scale * sum_tokens (B[:, j] . dy) x, zero because
     B[:, j] = 0; that of B[:, j] is scale * sum_tokens dy (A[j, :] . x), zero because A[j, :] = 0.
