@@ -1,9 +1,9 @@
 """The stacked engine against its contract: each adapter of a stacked group trains exactly as it
 would alone through peft (same init, data order, dropout, placement, head and optimizer).
 
-Tiny random BERT and RoBERTa models in float64 make "exactly" testable: per-step losses agree to
-1e-9 relative and every prediction is the same. On real MiniLM in float32 the two engines round
-differently, so the test asks for the same test predictions on at least 99% of rows.
+Tiny random BERT, RoBERTa and MPNet models in float64 make "exactly" testable: per-step losses
+agree to 1e-9 relative and every prediction is the same. On real MiniLM in float32 the two engines
+round differently, so the test asks for the same test predictions on at least 99% of rows.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from lora_claims.methods.finetune.peft_reference import train_peft_reference
 from lora_claims.methods.finetune.stacked import (
     HEADS,
     PLACEMENTS,
+    PROJECTIONS,
     AdapterSpec,
     SplitTensors,
     StackedTrainer,
@@ -23,6 +24,8 @@ from lora_claims.methods.finetune.stacked import (
     batch_schedule,
     estimate_group_bytes,
     initial_adapter_values,
+    layer_forward,
+    position_bias,
     train_stacked,
 )
 from tests.finetune_support import require_glue_data
@@ -52,6 +55,8 @@ def tiny_model(architecture: str, seed: int = 0):
         BertForSequenceClassification,
         ElectraConfig,
         ElectraForSequenceClassification,
+        MPNetConfig,
+        MPNetForSequenceClassification,
         RobertaConfig,
         RobertaForSequenceClassification,
     )
@@ -64,6 +69,8 @@ def tiny_model(architecture: str, seed: int = 0):
     elif architecture == "electra":
         model = ElectraForSequenceClassification(
             ElectraConfig(max_position_embeddings=64, embedding_size=32, **shape))
+    elif architecture == "mpnet":  # its embeddings take pad id 1, as RoBERTa's do
+        model = MPNetForSequenceClassification(MPNetConfig(max_position_embeddings=64, **shape))
     else:
         model = RobertaForSequenceClassification(
             RobertaConfig(max_position_embeddings=64, pad_token_id=1, **shape))
@@ -104,7 +111,7 @@ def assert_same_run(stacked: dict, alone: dict, rel: float = 1e-9) -> None:
 
 @pytest.mark.parametrize("head", HEADS)
 @pytest.mark.parametrize("placement", PLACEMENTS)
-@pytest.mark.parametrize("architecture", ["bert", "roberta"])
+@pytest.mark.parametrize("architecture", ["bert", "roberta", "mpnet"])
 def test_stacked_group_trains_each_adapter_as_peft_does_alone(architecture, placement, head):
     model = tiny_model(architecture)
     train, dev, test = tiny_task(model)
@@ -162,6 +169,24 @@ def test_electra_trains_as_peft_does_alone_with_a_linear_head(head):
         train_stacked(model, ADAPTERS[:1], TrainSettings(head="native", **SETTINGS), train, dev, test)
 
 
+def test_the_position_bias_goes_exactly_where_the_layer_takes_one():
+    """An MPNet layer run without its encoder's relative position bias, or a BERT layer given one,
+    would compute something else without failing: both are refused. The bias depends only on key-
+    query offsets, so a narrower width's bias is the corner of a wider one's (padding changes
+    nothing)."""
+    mpnet, bert = tiny_model("mpnet").mpnet, tiny_model("bert").bert
+    x = torch.zeros(1, 3, 32, dtype=torch.float64)
+    attend = torch.ones(1, 3, dtype=torch.bool)
+    bias = position_bias(mpnet, 3)
+    assert bias.shape == (4, 3, 3) and position_bias(bert, 3) is None
+    assert torch.equal(bias, position_bias(mpnet, 9)[:, :3, :3])
+    with pytest.raises(InvalidArgument, match="position_bias"):
+        layer_forward(mpnet.encoder.layer[0], x, attend)
+    with pytest.raises(InvalidArgument, match="position_bias"):
+        layer_forward(bert.encoder.layer[0], x, attend, bias=bias)
+    assert layer_forward(mpnet.encoder.layer[0], x, attend, bias=bias).shape == x.shape
+
+
 def test_rank_padding_stays_exactly_zero():
     model = tiny_model("bert")
     train, dev, test = tiny_task(model)
@@ -195,26 +220,31 @@ def test_batch_schedule_replays_the_single_run_queue():
     assert [r[v].tolist() for r, v in zip(rows, valid, strict=True)] == expected
 
 
-def test_initial_values_are_the_single_run_loops_draws(tmp_path):
+@pytest.mark.parametrize("architecture", ["bert", "mpnet"])
+def test_initial_values_are_the_single_run_loops_draws(tmp_path, architecture):
     """For the native head on all layers, ``initial_adapter_values`` draws what today's
-    ``lora_claims.methods.finetune.runs.build_lora_model`` draws for the same seed."""
+    ``lora_claims.methods.finetune.runs.build_lora_model`` draws for the same seed (on MPNet its
+    targets q and v are the values' query and value)."""
     from peft.tuners.lora import LoraLayer
 
     from lora_claims.methods.finetune import runs as finetune
 
-    model = tiny_model("bert").float()
+    model = tiny_model(architecture).float()
     model.save_pretrained(tmp_path)
-    loop_model, _ = finetune.build_lora_model(finetune.RunConfig(seed=7, rank=4), tmp_path, 2)
+    loop_model, targets = finetune.build_lora_model(finetune.RunConfig(seed=7, rank=4), tmp_path, 2)
     values = initial_adapter_values(model, AdapterSpec(7, 4, 1e-3),
                                     TrainSettings(placement="all-layers", head="native"))
-    head = {name.rsplit(".", 1)[-1]: p for name, p in loop_model.named_parameters()
-            if "classifier.modules_to_save.default" in name}
-    assert torch.equal(head["weight"], values["head.0.weight"])
-    assert torch.equal(head["bias"], values["head.0.bias"])
+    head = loop_model.get_submodule("base_model.model.classifier.modules_to_save.default")
+    linears = [m for m in head.modules() if isinstance(m, torch.nn.Linear)]
+    assert len(linears) == (1 if architecture == "bert" else 2)
+    for index, linear in enumerate(linears):
+        assert torch.equal(linear.weight, values[f"head.{index}.weight"])
+        assert torch.equal(linear.bias, values[f"head.{index}.bias"])
+    projection_of = dict(zip(targets, PROJECTIONS, strict=True))
     layers = [(name, m) for name, m in loop_model.named_modules() if isinstance(m, LoraLayer)]
     assert len(layers) == 4
     for name, module in layers:
-        key = f"{name.split('.layer.')[1].split('.')[0]}.{name.rsplit('.', 1)[1]}"
+        key = f"{name.split('.layer.')[1].split('.')[0]}.{projection_of[name.rsplit('.', 1)[1]]}"
         assert torch.equal(module.lora_A["default"].weight, values[f"lora_A.{key}"]), key
         assert torch.equal(module.lora_B["default"].weight, values[f"lora_B.{key}"]), key
 
@@ -222,10 +252,12 @@ def test_initial_values_are_the_single_run_loops_draws(tmp_path):
 @pytest.mark.gpu
 @pytest.mark.parametrize("head", HEADS)
 @pytest.mark.parametrize("placement", PLACEMENTS)
-def test_a_cuda_training_step_never_waits_for_the_device(device, placement, head):
+@pytest.mark.parametrize("architecture", ["bert", "mpnet"])
+def test_a_cuda_training_step_never_waits_for_the_device(device, architecture, placement, head):
     """No host synchronisation inside a step (CUDA's sync debug mode raises on one), and a whole
-    run completes under bf16 autocast. With --device cpu only the whole run is checked."""
-    model = tiny_model("bert").float().to(device)
+    run completes under bf16 autocast (MPNet: with its float bias mask). With --device cpu only
+    the whole run is checked."""
+    model = tiny_model(architecture).float().to(device)
     train, dev, test = (SplitTensors(*(None if t is None else t.to(device) for t in (
         split.input_ids, split.attention_mask, split.labels, split.token_type_ids)))
         for split in tiny_task(model))

@@ -16,7 +16,7 @@ import re
 import torch
 import torch.nn.functional as F
 
-from lora_claims.methods.finetune.models import wrap_with_peft
+from lora_claims.methods.finetune.models import target_modules_for, wrap_with_peft
 from lora_claims.methods.finetune.stacked import (
     PROJECTIONS,
     AdapterSpec,
@@ -31,7 +31,7 @@ from lora_claims.methods.finetune.stacked import (
     initial_adapter_values,
 )
 
-LORA_LAYER_NAME = re.compile(r"\.layer\.(\d+)\..*\.(query|value)$")
+LORA_LAYER_NAME = re.compile(r"\.layer\.(\d+)\..*\.(\w+)$")
 
 
 class PooledClassifier(torch.nn.Module):
@@ -44,9 +44,9 @@ class PooledClassifier(torch.nn.Module):
         self.head = torch.nn.Linear(encoder.config.hidden_size, num_labels,
                                     dtype=parameter.dtype, device=parameter.device)
 
-    def forward(self, input_ids, attention_mask, token_type_ids=None):
+    def forward(self, input_ids, attention_mask, **token_types):
         hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask,
-                              token_type_ids=token_type_ids).last_hidden_state
+                              **token_types).last_hidden_state
         if self.mean_pooling:
             weights = attention_mask.unsqueeze(-1).to(hidden.dtype)
             return self.head((hidden * weights).sum(-2) / weights.sum(-2))
@@ -62,9 +62,12 @@ def build_peft_model(model, adapter: AdapterSpec, settings: TrainSettings):
     check_ranks(model, settings.placement, [adapter.rank])
     values = initial_adapter_values(model, adapter, settings)
     shapes = head_shapes(model, settings.head)
+    # the single-run loop's targets (MPNet's q and v), under the engine's names query and value
+    targets = target_modules_for(model.config.model_type)
+    projection_of = dict(zip(targets, PROJECTIONS, strict=True))
     options = dict(
         r=adapter.rank, lora_alpha=adapter.lora_alpha, lora_dropout=0.0,
-        target_modules=list(PROJECTIONS), use_rslora=settings.rslora,
+        target_modules=list(targets), use_rslora=settings.rslora,
         layers_to_transform=(adapted_layers(model, settings.placement)
                              if settings.placement == "last-layer" else None),
     )
@@ -86,7 +89,7 @@ def build_peft_model(model, adapter: AdapterSpec, settings: TrainSettings):
         for name, module in peft_model.named_modules():
             match = LORA_LAYER_NAME.search(name)
             if isinstance(module, LoraLayer) and match:
-                key = f"{match[1]}.{match[2]}"
+                key = f"{match[1]}.{projection_of[match[2]]}"
                 module.lora_A["default"].weight.copy_(values[f"lora_A.{key}"])
                 module.lora_B["default"].weight.copy_(values[f"lora_B.{key}"])
     peft_model.eval()  # dropout off, as in the stacked engine

@@ -1,11 +1,11 @@
 """Stacked LoRA fine-tuning: many adapters trained together over one frozen encoder.
 
 Every adapter of a group (its own seed, rank, learning rate and scale) trains on the same frozen
-BERT- or RoBERTa-family model. The frozen weights are applied once to the concatenated batch of a
-pass of adapters (all of them on CUDA, 64 rows' worth on CPU); each adapter's LoRA delta is added
-to its own slice with batched matmuls; heads are stacked too; one optimizer update per step covers
-the whole group. The result equals training each adapter alone (``peft_reference`` does that with peft,
-and the equivalence test compares the two):
+BERT-family, RoBERTa-family or MPNet model. The frozen weights are applied once to the concatenated
+batch of a pass of adapters (all of them on CUDA, 64 rows' worth on CPU); each adapter's LoRA delta
+is added to its own slice with batched matmuls; heads are stacked too; one optimizer update per
+step covers the whole group. The result equals training each adapter alone (``peft_reference``
+does that with peft, and the equivalence test compares the two):
 
 - Gradients: the loss is the sum of the per-adapter mean losses, and adapter s's parameters touch
   only slice s, so each adapter receives exactly the gradient of its own loss.
@@ -29,6 +29,12 @@ reference reproduce a run exactly. On CUDA the frozen base runs under bf16 autoc
 factors, heads and optimizer state stay in float32; on CPU everything runs in the model's dtype.
 No host synchronisation happens inside a training step: batches are gathered on the device from
 pre-padded split tensors, losses and dev accuracies stay on the device until the run ends.
+
+Architectures: the engine runs one layer computation (attention, output projection and LayerNorm,
+feed-forward) for every supported family. Where a family keeps those modules (``LayerLayout``) and
+what else differs (``Architecture``: token types, the native head) is data, not branches. MPNet
+also adds a relative position bias to every layer's attention scores; it depends only on the
+sequence width, so it is computed once per width (``position_bias``) and passed to each layer.
 """
 
 from __future__ import annotations
@@ -46,7 +52,6 @@ from lora_claims.errors import InvalidArgument
 
 PLACEMENTS = ("last-layer", "all-layers")
 HEADS = ("native", "linear-cls", "linear-mean")
-MODEL_TYPES = ("bert", "roberta", "xlm-roberta", "electra")
 PROJECTIONS = ("query", "value")  # the adapted attention projections, in initialisation order
 DROPOUT = 0.0  # see the module docstring
 BETAS = (0.9, 0.999)  # torch.optim.AdamW's defaults, as in the single-run loop
@@ -194,21 +199,98 @@ def batch_schedule(n_rows: int, batch_size: int, steps: int, seed: int):
 # --- the frozen model ---------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class LayerLayout:
+    """Where an encoder layer keeps the modules ``layer_forward`` runs, by role (paths from the
+    layer; the feed-forward is ``layer.intermediate`` and ``layer.output`` in every family)."""
+
+    attention: str  # the self-attention module: num_attention_heads, attention_head_size
+    query: str
+    key: str
+    value: str
+    output: str  # the attention output projection
+    norm: str  # the LayerNorm after attention
+    position_bias: bool  # the scores take the encoder's relative position bias (``position_bias``)
+
+    def part(self, layer, role: str) -> torch.nn.Module:
+        return layer.get_submodule(getattr(self, role))
+
+
+BERT_LAYER = LayerLayout("attention.self", "attention.self.query", "attention.self.key",
+                         "attention.self.value", "attention.output.dense",
+                         "attention.output.LayerNorm", position_bias=False)
+MPNET_LAYER = LayerLayout("attention.attn", "attention.attn.q", "attention.attn.k", "attention.attn.v",
+                          "attention.attn.o", "attention.LayerNorm", position_bias=True)
+
+
+@dataclass(frozen=True)
+class Architecture:
+    """What differs between model families beyond the layer layout."""
+
+    token_types: bool  # the embeddings take token_type_ids
+    # "pooler": BERT's frozen pretrained pooler, then one linear; "tanh": dense, tanh, out_proj on
+    # token 0 (RoBERTa, MPNet); "gelu": ELECTRA's GELU between two linears, which is refused
+    native_head: str
+
+
+ARCHITECTURES = {
+    "bert": Architecture(token_types=True, native_head="pooler"),
+    "roberta": Architecture(token_types=True, native_head="tanh"),
+    "xlm-roberta": Architecture(token_types=True, native_head="tanh"),
+    "electra": Architecture(token_types=True, native_head="gelu"),
+    "mpnet": Architecture(token_types=False, native_head="tanh"),
+}
+MODEL_TYPES = tuple(ARCHITECTURES)
+
+
+def layer_layout(layer) -> LayerLayout:
+    """The layout of ``layer``, recognised by where its self-attention sits (a layer does not know
+    its model type, and ``layer_forward`` is given only the layer)."""
+    for layout in (BERT_LAYER, MPNET_LAYER):
+        with contextlib.suppress(AttributeError):
+            layer.get_submodule(layout.attention)
+            return layout
+    raise InvalidArgument(f"layer: no supported layout (BERT-family or MPNet) for {type(layer).__name__}")
+
+
+def layer_part(layer, role: str) -> torch.nn.Module:
+    """The module playing ``role`` (query, key, value, output, norm) in ``layer``."""
+    return layer_layout(layer).part(layer, role)
+
+
 def encoder_of(model):
-    """The encoder (BertModel / RobertaModel) of ``model``, checked to be one we can run."""
+    """The encoder (BertModel / RobertaModel / MPNetModel) of ``model``, checked to be one we can
+    run."""
     model_type = getattr(getattr(model, "config", None), "model_type", None)
     if model_type not in MODEL_TYPES:
-        raise InvalidArgument(f"model must be a BERT- or RoBERTa-family transformers model "
+        raise InvalidArgument(f"model must be a BERT- or RoBERTa-family or MPNet transformers model "
                               f"({', '.join(MODEL_TYPES)}); got model_type {model_type!r}")
     if getattr(model.config, "position_embedding_type", "absolute") != "absolute":
         raise InvalidArgument("model: only absolute position embeddings are supported, got "
                               f"{model.config.position_embedding_type!r}")
-    if model.config.is_decoder:
+    if getattr(model.config, "is_decoder", False):  # MPNet's config has no is_decoder
         raise InvalidArgument("model: a decoder configuration (is_decoder=True) is not supported")
     if getattr(model.config, "embedding_size", model.config.hidden_size) != model.config.hidden_size:
         raise InvalidArgument("model: an embedding size other than the hidden size (ELECTRA-small's "
                               "projection) is not supported")
     return model.base_model
+
+
+def architecture(model) -> Architecture:
+    """The family of ``model``, checked by ``encoder_of``."""
+    encoder_of(model)
+    return ARCHITECTURES[model.config.model_type]
+
+
+def position_bias(encoder, width: int) -> torch.Tensor | None:
+    """The relative position bias (heads, width, width) that MPNet adds to every layer's attention
+    scores for rows padded to ``width`` tokens, or None for a family without one. It depends only
+    on the key-query offsets, so a narrower width's bias is its top-left corner and a query row's
+    bias is the same whatever the padding."""
+    if not layer_layout(encoder.encoder.layer[0]).position_bias:
+        return None
+    device = encoder.encoder.relative_attention_bias.weight.device
+    return encoder.encoder.compute_position_bias(torch.empty(1, width, 0, device=device))[0]
 
 
 def adapted_layers(model, placement: str) -> list[int]:
@@ -223,7 +305,8 @@ def head_shapes(model, head: str) -> list[tuple[int, int]]:
     """(out, in) of each trainable linear of the head, in module order; tanh between them.
 
     ``native`` is exactly what peft's SEQ_CLS ``modules_to_save`` trains: BERT's ``classifier``
-    (after the frozen pretrained pooler), RoBERTa's ``classifier.dense`` and ``classifier.out_proj``.
+    (after the frozen pretrained pooler), RoBERTa's and MPNet's ``classifier.dense`` and
+    ``classifier.out_proj``.
     """
     if head not in HEADS:
         raise InvalidArgument(f"head must be one of {', '.join(HEADS)}; got {head!r}")
@@ -234,10 +317,11 @@ def head_shapes(model, head: str) -> list[tuple[int, int]]:
     if classifier is None:
         raise InvalidArgument("head 'native' needs a *ForSequenceClassification model; this one "
                               "has no classifier (use head 'linear-cls' or 'linear-mean')")
-    if model.config.model_type == "electra":
-        raise InvalidArgument("head 'native' on ELECTRA (GELU between its two linears) is not "
-                              "supported: use head 'linear-cls'")
-    if model.config.model_type == "bert" and encoder_of(model).pooler is None:
+    native = architecture(model).native_head
+    if native == "gelu":
+        raise InvalidArgument(f"head 'native' on {model.config.model_type.upper()} (GELU between its "
+                              "two linears) is not supported: use head 'linear-cls'")
+    if native == "pooler" and encoder_of(model).pooler is None:
         raise InvalidArgument("head 'native' on BERT needs the pooler, and this model has none")
     return [(m.out_features, m.in_features) for m in classifier.modules()
             if isinstance(m, torch.nn.Linear)]
@@ -248,7 +332,7 @@ def check_ranks(model, placement: str, ranks: Sequence[int]) -> None:
     layers = encoder_of(model).encoder.layer
     for index in adapted_layers(model, placement):
         for name in PROJECTIONS:
-            linear = getattr(layers[index].attention.self, name)
+            linear = layer_part(layers[index], name)
             limit = min(linear.in_features, linear.out_features)
             for rank in ranks:
                 if rank > limit:
@@ -278,7 +362,7 @@ def initial_adapter_values(model, adapter: AdapterSpec, settings: TrainSettings)
     layers = encoder_of(model).encoder.layer
     for index in adapted_layers(model, settings.placement):
         for name in PROJECTIONS:
-            linear = getattr(layers[index].attention.self, name)
+            linear = layer_part(layers[index], name)
             a = torch.empty(adapter.rank, linear.in_features)
             torch.nn.init.kaiming_uniform_(a, a=math.sqrt(5), generator=factors)
             values[f"lora_A.{index}.{name}"] = a
@@ -309,28 +393,36 @@ def project(x: torch.Tensor, linear: torch.nn.Linear, lora=None, frozen=None) ->
 
 
 def layer_forward(layer, x: torch.Tensor, attend: torch.Tensor, lora_query=None, lora_value=None,
-                  first_token_only: bool = False, frozen: dict | None = None) -> torch.Tensor:
-    """One BERT/RoBERTa layer without dropout. ``x`` (..., tokens, hidden), ``attend`` (...,
+                  first_token_only: bool = False, frozen: dict | None = None,
+                  bias: torch.Tensor | None = None) -> torch.Tensor:
+    """One BERT/RoBERTa/MPNet layer without dropout. ``x`` (..., tokens, hidden), ``attend`` (...,
     tokens) True at real tokens. With ``first_token_only`` only token 0's output is computed (it
     still attends to every token); the result is then (..., 1, hidden). ``frozen`` optionally
-    holds the frozen query, key and value projections of ``x`` (``frozen_projections``)."""
+    holds the frozen query, key and value projections of ``x`` (``frozen_projections``). ``bias``
+    is the encoder's ``position_bias`` for this width: required by MPNet, None elsewhere."""
+    layout = layer_layout(layer)
+    if layout.position_bias != (bias is not None):
+        raise InvalidArgument("layer_forward: pass the encoder's position_bias exactly when the layer "
+                              f"takes one ({type(layer).__name__}: {layout.position_bias})")
     frozen = frozen or {}
-    attention = layer.attention.self
+    attention = layout.part(layer, "attention")
     heads, size = attention.num_attention_heads, attention.attention_head_size
     rows = x[..., :1, :] if first_token_only else x
 
     def by_head(t):
         return t.reshape(-1, t.shape[-2], heads, size).transpose(1, 2)
 
+    mask = attend.reshape(-1, 1, 1, attend.shape[-1])
+    if bias is not None:  # additive: the bias on real keys, -inf (weight exactly 0) on padding
+        mask = torch.where(mask, bias[:, : rows.shape[-2]], -math.inf)
     context = F.scaled_dot_product_attention(
-        by_head(project(rows, attention.query, lora_query, frozen.get("query"))),
-        by_head(project(x, attention.key, frozen=frozen.get("key"))),
-        by_head(project(x, attention.value, lora_value, frozen.get("value"))),
-        attn_mask=attend.reshape(-1, 1, 1, attend.shape[-1]),
+        by_head(project(rows, layout.part(layer, "query"), lora_query, frozen.get("query"))),
+        by_head(project(x, layout.part(layer, "key"), frozen=frozen.get("key"))),
+        by_head(project(x, layout.part(layer, "value"), lora_value, frozen.get("value"))),
+        attn_mask=mask,
     )
     context = context.transpose(1, 2).reshape(*rows.shape[:-1], heads * size)
-    output = layer.attention.output
-    attended = output.LayerNorm(output.dense(context) + rows)
+    attended = layout.part(layer, "norm")(layout.part(layer, "output")(context) + rows)
     return layer.output.LayerNorm(layer.output.dense(layer.intermediate(attended)) + attended)
 
 
@@ -340,19 +432,21 @@ def frozen_prefix_states(model, split: SplitTensors, n_layers: int,
     ``split``, (rows, width, hidden), from the frozen model with dropout off. They depend only on
     the weights and the rows, so every adapter (and a later disk cache) can share them."""
     encoder = encoder_of(model)
+    token_types = architecture(model).token_types
     device = split.input_ids.device
     attend = split.attention_mask.bool()
     was_training = model.training
     model.eval()
     chunks = []
     with torch.no_grad(), frozen_autocast(device):
+        bias = position_bias(encoder, split.input_ids.shape[1])
         for start in range(0, len(split), chunk_rows):
             rows = slice(start, start + chunk_rows)
             inputs = split.model_inputs(rows)
-            states = encoder.embeddings(input_ids=inputs["input_ids"],
-                                        token_type_ids=inputs.get("token_type_ids"))
+            types = {"token_type_ids": inputs.get("token_type_ids")} if token_types else {}
+            states = encoder.embeddings(input_ids=inputs["input_ids"], **types)
             for layer in encoder.encoder.layer[:n_layers]:
-                states = layer_forward(layer, states, attend[rows])
+                states = layer_forward(layer, states, attend[rows], bias=bias)
             chunks.append(states)
     model.train(was_training)
     return torch.cat(chunks)
@@ -363,14 +457,14 @@ def frozen_projections(layer, states: torch.Tensor, first_token_only: bool,
     """The frozen query (token 0 only with ``first_token_only``), key and value outputs of
     ``layer`` for cached input ``states``: like the states, fixed per example, so a step reuses
     them instead of recomputing the layer's largest matmuls for every adapter."""
-    attention = layer.attention.self
+    layout = layer_layout(layer)
     parts: dict[str, list[torch.Tensor]] = {"query": [], "key": [], "value": []}
     with torch.no_grad(), frozen_autocast(states.device):
         for start in range(0, states.shape[0], chunk_rows):
             x = states[start : start + chunk_rows]
-            parts["query"].append(attention.query(x[:, :1] if first_token_only else x))
-            parts["key"].append(attention.key(x))
-            parts["value"].append(attention.value(x))
+            parts["query"].append(layout.part(layer, "query")(x[:, :1] if first_token_only else x))
+            parts["key"].append(layout.part(layer, "key")(x))
+            parts["value"].append(layout.part(layer, "value")(x))
     return {name: torch.cat(chunks) for name, chunks in parts.items()}
 
 
@@ -451,8 +545,8 @@ def estimate_group_bytes(model, settings: TrainSettings, n_adapters: int, max_ra
     gradients, two moments, best checkpoint, one temporary), the cached inputs of every split
     (states, keys, values and queries of the first adapted layer), and the activations autograd
     keeps for one training pass (per row and adapted layer: about 10 hidden-size and 2
-    intermediate-size vectors per computed token, and one attention matrix), plus one evaluation
-    forward."""
+    intermediate-size vectors per computed token, and one attention matrix, two with MPNet's
+    additive bias mask), plus one evaluation forward."""
     config = model.config
     device = next(model.parameters()).device
     width = max(s.input_ids.shape[1] for s in splits)
@@ -462,9 +556,10 @@ def estimate_group_bytes(model, settings: TrainSettings, n_adapters: int, max_ra
     layers = adapted_layers(model, settings.placement)
     lora = sum(max_rank * 2 * hidden for _ in layers for _ in PROJECTIONS)
     head = sum(o * i + o for o, i in head_shapes(model, settings.head))
-    full_layer = width * (10 * hidden + 2 * inner) + heads * width * width
+    matrices = 2 if layer_layout(encoder_of(model).encoder.layer[0]).position_bias else 1
+    full_layer = width * (10 * hidden + 2 * inner) + matrices * heads * width * width
     last_rows = 1 if settings.head != "linear-mean" else width
-    last_layer = width * 3 * hidden + last_rows * (10 * hidden + 2 * inner) + heads * width
+    last_layer = width * 3 * hidden + last_rows * (10 * hidden + 2 * inner) + matrices * heads * width
     per_row = (len(layers) - 1) * full_layer + last_layer
     return {
         "parameters": 6 * n_adapters * (lora + head) * element,
@@ -560,6 +655,8 @@ class StackedTrainer:
         self.layers = encoder_of(model).encoder.layer
         self.adapted = adapted_layers(model, settings.placement)
         self.head_layers = len(shapes)
+        self.pooled = settings.head == "native" and architecture(model).native_head == "pooler"
+        self.biases: dict[int, torch.Tensor | None] = {}
         count, max_rank = len(adapters), max(a.rank for a in adapters)
 
         bank_shapes = {}
@@ -568,7 +665,7 @@ class StackedTrainer:
             bank_shapes[f"head.{index}.bias"] = (out_features,)
         for index in self.adapted:
             for name in PROJECTIONS:
-                linear = getattr(self.layers[index].attention.self, name)
+                linear = layer_part(self.layers[index], name)
                 bank_shapes[f"lora_A.{index}.{name}"] = (max_rank, linear.in_features)
                 bank_shapes[f"lora_B.{index}.{name}"] = (linear.out_features, max_rank)
         self.bank = ParameterBank(bank_shapes, count, dtype, self.device)
@@ -605,6 +702,12 @@ class StackedTrainer:
         return {"states": states, "attend": split.attention_mask.bool(),
                 **frozen_projections(self.layers[first], states, query_first_token)}
 
+    def position_bias(self, width: int) -> torch.Tensor | None:
+        """``position_bias`` for rows of ``width`` tokens, computed once per width."""
+        if width not in self.biases:
+            self.biases[width] = position_bias(encoder_of(self.model), width)
+        return self.biases[width]
+
     def lora(self, index: int, name: str, part: slice):
         if index not in self.adapted:
             return None
@@ -617,19 +720,20 @@ class StackedTrainer:
         first_token = self.settings.head != "linear-mean"
         hidden, attend = inputs["states"], inputs["attend"]
         frozen = {name: inputs[name] for name in ("query", "key", "value")}
+        bias = self.position_bias(attend.shape[-1])
         with frozen_autocast(self.device):
             for index in range(self.adapted[0], len(self.layers)):
                 hidden = layer_forward(self.layers[index], hidden, attend,
                                        self.lora(index, "query", part),
                                        self.lora(index, "value", part),
                                        first_token_only=first_token and index == len(self.layers) - 1,
-                                       frozen=frozen if index == self.adapted[0] else None)
+                                       frozen=frozen if index == self.adapted[0] else None, bias=bias)
             if first_token:
                 features = hidden[..., 0, :]
             else:
                 weights = attend.unsqueeze(-1).to(hidden.dtype)
                 features = (hidden * weights).sum(-2) / weights.sum(-2)
-            if self.settings.head == "native" and self.model.config.model_type == "bert":
+            if self.pooled:
                 features = encoder_of(self.model).pooler.activation(
                     encoder_of(self.model).pooler.dense(features))
         features = features.to(self.bank.values.dtype)
@@ -743,8 +847,7 @@ def adapter_record(engine: str, adapter: AdapterSpec, settings: TrainSettings, m
     """One run's result, the same keys from either engine."""
     layers = encoder_of(model).encoder.layer
     lora_params = sum(
-        adapter.rank * (getattr(layers[i].attention.self, n).in_features
-                        + getattr(layers[i].attention.self, n).out_features)
+        adapter.rank * (layer_part(layers[i], n).in_features + layer_part(layers[i], n).out_features)
         for i in adapted_layers(model, settings.placement) for n in PROJECTIONS)
     record = {
         "engine": engine,
