@@ -2,7 +2,8 @@
 
 Trains rank 12 for 500 steps on LM-BFF's five 16-shot splits of SST-2 and RTE for each head and
 learning rate of the grid, and writes each cell's dev accuracies: no test row takes part (the test
-set is capped to 16 rows, which only the records carry). Usage:
+set is capped to 16 rows, which only the records carry). Usage, with the GLUE data folder in
+$LORA_CLAIMS_DATA:
 
     python docs/pilots/head_pilot.py mpnet native,linear-cls docs/pilots/mpnet-head-pilot.json
 """
@@ -10,6 +11,7 @@ set is capped to 16 rows, which only the records carry). Usage:
 from __future__ import annotations
 
 import json
+import os
 import statistics
 import sys
 from pathlib import Path
@@ -25,7 +27,7 @@ def main(model: str, heads: list[str], out: Path) -> None:
     configs = [RunConfig(model=model, task=task, seed=seed, rank=12, learning_rate=lr, steps=500,
                          eval_every=50, test_cap=16, placement="last-layer", head=head)
                for task, head, lr in cells for seed in SEEDS]
-    records = run_sweep(configs, RunInputs(None, {}, ResultCache(default_cache_dir())))
+    records = run_sweep(configs, RunInputs(os.environ.get("LORA_CLAIMS_DATA"), {}, ResultCache(default_cache_dir())))
     rows = []
     for index, (task, head, lr) in enumerate(cells):
         dev = [r["dev_accuracy"] for r in records[index * len(SEEDS):(index + 1) * len(SEEDS)]]

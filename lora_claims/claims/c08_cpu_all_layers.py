@@ -18,7 +18,7 @@ from lora_claims.methods.finetune.runs import RunInputs
 
 CLAIMED_TASKS = ("SST-2", "QNLI", "MRPC", "RTE")
 # C8-cpu's CPU_SCALE with every layer adapted; LM-BFF's five published splits per task
-ALL_LAYERS_SCALE = {"ranks": [1, 12], "steps": 500, "eval_every": 50, "batch_size": 8, "max_length": 128,
+ALL_LAYERS_SCALE = {"encoders": ["minilm"], "ranks": [1, 12], "steps": 500, "eval_every": 50, "batch_size": 8, "max_length": 128,
                     "test_cap": 2000, "placement": "all-layers", "head": "linear-cls",
                     "learning_rates": [1e-3, 3e-3]}
 RUN_WITH = "lora-claims audit --profile thorough --claims C8-cpu-all-layers"
@@ -68,7 +68,7 @@ def evaluate(spec: ClaimSpec, ctx: AuditContext) -> Outcome:
             f"C8-cpu-all-layers trains every layer of MiniLM for each of its 80 runs, hours on a "
             f"CPU: it runs under profile thorough (`{RUN_WITH}`); C8-cpu is the default profile's "
             f"reading")
-    design = StudyDesign.from_sizes(sizes, ("minilm",))
+    design = StudyDesign.from_sizes(sizes, tuple(sizes["encoders"]))
     decision, evidence = rank_pair_study(design, RunInputs(ctx.data_dir, ctx.model_paths, ctx.cache),
                                          ctx.device, CLAIMED_TASKS, Rule(**spec.tolerances))
     return Outcome(decision=decision | {"smoke": ctx.profile == "smoke"}, evidence=evidence)

@@ -5,7 +5,10 @@ One step is forward, backward and optimizer update; evaluation, setup and (for `
 the one-time frozen prefix pass over the training rows are outside the timing. The peft step is
 the single-run loop's body on a ready batch (its per-step collation is left out, which favours
 peft). Each benchmark's ``extra_info`` holds ``per_adapter_step_s`` (the fastest round divided by
-the number of adapters); a group's ratios are peft's figure over the stacked ones. Runs with
+the number of adapters); a group's ratios are peft's figure over the stacked ones. It also holds
+the peak memory per adapter: the resident set's rise over setup and the first step (parameters,
+optimizer state, cached inputs, activations), divided by the number of adapters, beside the
+engine's own estimate (``estimate_group_bytes``, which sizes groups). Runs with
 ``--benchmark-only``; marked ``slow`` (the 50-adapter all-layers step alone takes tens of seconds).
 """
 
@@ -14,6 +17,7 @@ from __future__ import annotations
 import pytest
 import torch
 from bench_timing import one_torch_thread
+from lora_rank_setup import peak_memory_bytes
 
 from lora_claims.methods.finetune.peft_reference import build_peft_model
 from lora_claims.methods.finetune.stacked import (
@@ -21,6 +25,7 @@ from lora_claims.methods.finetune.stacked import (
     SplitTensors,
     StackedTrainer,
     TrainSettings,
+    estimate_group_bytes,
 )
 
 pytestmark = pytest.mark.slow
@@ -59,19 +64,33 @@ def adapters(count: int) -> list[AdapterSpec]:
 def test_per_adapter_step(benchmark, minilm, placement, engine, count):
     model, split = minilm
     settings = TrainSettings(placement=placement, head="native", steps=10_000, batch_size=BATCH)
-    with one_torch_thread():
+    made = {}
+
+    def set_up_and_take_one_step():
         if engine == "peft":
-            step, trained = peft_step(model, adapters(1)[0], settings, split)
+            made["step"], made["trained"] = peft_step(model, adapters(1)[0], settings, split)
         else:
             trainer = StackedTrainer(model, adapters(count), settings, split, split, split)
             counter = iter(range(1, settings.steps + 1))
-            step, trained = lambda: trainer.train_step(next(counter)), trainer.bank.values  # noqa: E731
+            made["step"] = lambda: trainer.train_step(next(counter))
+            made["trained"] = trainer.bank.values
+        made["step"]()
+
+    with one_torch_thread():
+        memory = peak_memory_bytes(set_up_and_take_one_step, "cpu")
+        step, trained = made["step"], made["trained"]
         before = trained.detach().clone()
         benchmark.group = f"stacked-vs-peft {placement} MiniLM b{BATCH} L{LENGTH}"
         benchmark.pedantic(step, rounds=ROUNDS, iterations=1, warmup_rounds=1)
     assert not torch.equal(trained, before), "the timed step must train the adapters"
-    benchmark.extra_info.update(engine=engine, adapters=count, placement=placement,
-                                per_adapter_step_s=benchmark.stats.stats.min / count)
+    benchmark.extra_info.update(
+        engine=engine, adapters=count, placement=placement,
+        per_adapter_step_s=benchmark.stats.stats.min / count,
+        peak_memory_per_adapter_bytes=memory["peak_memory_above_start_bytes"] / count,
+        peak_memory_kind=memory["peak_memory_kind"])
+    if engine == "stacked":
+        estimate = estimate_group_bytes(model, settings, count, 12, [split, split, split])
+        benchmark.extra_info["estimated_bytes_per_adapter"] = sum(estimate.values()) / count
 
 
 def peft_step(model, adapter: AdapterSpec, settings: TrainSettings, split: SplitTensors):

@@ -403,3 +403,16 @@ def test_progress_hears_every_adapter_step_once_at_each_evaluation_point():
     evaluations = -(-settings.steps // settings.eval_every)
     assert sum(heard) == settings.steps * len(ADAPTERS)
     assert len(heard) == evaluations * -(-len(ADAPTERS) // 2)  # one report per evaluation per group
+
+
+def test_each_pass_runs_at_the_width_of_its_longest_row():
+    """Padding beyond a pass's longest row is cut before the step (the peft equivalence above
+    shows it changes nothing); the widths are those rows' lengths, computed before training."""
+    model = tiny_model("bert")
+    train, dev, test = tiny_task(model)
+    trainer = StackedTrainer(model, ADAPTERS, TrainSettings(head="linear-cls", **SETTINGS), train, dev, test)
+    lengths = train.attention_mask.sum(1)
+    for step, widths in enumerate(trainer.step_widths):
+        for part, width in zip(trainer.passes, widths, strict=True):
+            assert width == int(lengths[trainer.rows[step, part]].max())
+    assert min(min(widths) for widths in trainer.step_widths) < train.input_ids.shape[1]

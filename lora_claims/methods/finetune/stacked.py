@@ -684,14 +684,22 @@ class StackedTrainer:
         schedules = [batch_schedule(own_rows, settings.batch_size, settings.steps, a.seed)
                      for a in adapters]
         local = torch.stack([rows for rows, _ in schedules], dim=1)  # (steps, adapters, batch)
-        self.rows = torch.gather(self.members["train"].unsqueeze(0).expand(settings.steps, -1, -1),
-                                 2, local).to(self.device)
+        rows = torch.gather(self.members["train"].unsqueeze(0).expand(settings.steps, -1, -1), 2, local)
+        size = settings.adapters_per_pass(self.device)
+        self.passes = [slice(start, start + size) for start in range(0, count, size)]
+        # Each pass runs at the width of its longest row, not the split's: padding costs compute
+        # and changes nothing (padded keys get zero attention weight, padded tokens are never
+        # read). The widths are known before training, so a step needs no host sync for them.
+        self.lengths = {name: split.attention_mask.sum(1).cpu() for name, split in self.splits.items()}
+        self.step_widths = torch.stack([self.lengths["train"][rows[:, part]].flatten(1).amax(1)
+                                        for part in self.passes], dim=1).tolist()
+        self.own_widths = {name: [int(self.lengths[name][members[part]].max()) for part in self.passes]
+                           for name, members in self.members.items()}
+        self.rows = rows.to(self.device)
         self.members = {name: rows.to(self.device) for name, rows in self.members.items()}
         self.weights = torch.stack([valid for _, valid in schedules], dim=1).to(self.device, dtype)
         self.step_losses = torch.zeros(settings.steps, count, dtype=dtype, device=self.device)
         self.inputs = {"train": self.cached_inputs(train), "dev": self.cached_inputs(dev)}
-        size = settings.adapters_per_pass(self.device)
-        self.passes = [slice(start, start + size) for start in range(0, count, size)]
 
     def cached_inputs(self, split: SplitTensors) -> dict[str, torch.Tensor]:
         """What a step reads per example: the states entering the first adapted layer, that
@@ -752,8 +760,9 @@ class StackedTrainer:
         gradients); no host sync."""
         rows, weights = self.rows[step - 1], self.weights[step - 1]
         train = self.inputs["train"]
-        for part in self.passes:
-            logits = self.logits({name: value[rows[part]] for name, value in train.items()}, part)
+        for part, width in zip(self.passes, self.step_widths[step - 1], strict=True):
+            logits = self.logits({name: value[:, :width][rows[part]] for name, value in train.items()},
+                                 part)
             losses = F.cross_entropy(logits.flatten(0, 1),
                                      self.splits["train"].labels[rows[part]].flatten(),
                                      reduction="none").view(weights[part].shape)
@@ -764,14 +773,15 @@ class StackedTrainer:
         self.bank.grads.zero_()
 
     @torch.no_grad()
-    def predict(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
-        """Predicted labels (adapters, rows) of every adapter for a split's cached inputs."""
+    def predict(self, name: str) -> torch.Tensor:
+        """Predicted labels (adapters, rows) of every adapter for every row of a split."""
+        inputs, lengths = self.inputs[name], self.lengths[name]
         count = len(self.adapters)
-        rows = inputs["attend"].shape[0]
         chunk = max(1, self.settings.eval_rows // count)
         predictions = []
-        for start in range(0, rows, chunk):
-            shared = {name: value[start : start + chunk] for name, value in inputs.items()}
+        for start in range(0, len(lengths), chunk):
+            width = int(lengths[start : start + chunk].max())
+            shared = {key: value[start : start + chunk, :width] for key, value in inputs.items()}
             logits = self.logits({name: value.expand(count, *value.shape)
                                   for name, value in shared.items()}, slice(None))
             predictions.append(logits.argmax(-1))
@@ -783,8 +793,8 @@ class StackedTrainer:
         split (its k-shot split's rows, gathered per adapter)."""
         members, inputs = self.members[name], self.inputs[name]
         predictions = []
-        for part in self.passes:
-            gathered = {key: value[members[part]] for key, value in inputs.items()}
+        for part, width in zip(self.passes, self.own_widths[name], strict=True):
+            gathered = {key: value[:, :width][members[part]] for key, value in inputs.items()}
             predictions.append(self.logits(gathered, part).argmax(-1))
         return torch.cat(predictions)
 
@@ -819,7 +829,7 @@ class StackedTrainer:
             self.bank.values.copy_(best_values)
         self.inputs["test"] = self.cached_inputs(self.splits["test"])
         predictions = {"train": self.predict_own("train"), "dev": self.predict_own("dev"),
-                       "test": self.predict(self.inputs["test"])}
+                       "test": self.predict("test")}
         del self.inputs["test"]
         accuracies = {name: self.accuracy(predictions[name], name).tolist() for name in predictions}
         eval_steps = [step for step, _, _ in curve]
