@@ -693,8 +693,19 @@ class StackedTrainer:
         self.lengths = {name: split.attention_mask.sum(1).cpu() for name, split in self.splits.items()}
         self.step_widths = torch.stack([self.lengths["train"][rows[:, part]].flatten(1).amax(1)
                                         for part in self.passes], dim=1).tolist()
-        self.own_widths = {name: [int(self.lengths[name][members[part]].max()) for part in self.passes]
-                           for name, members in self.members.items()}
+        # An adapter's own train and dev rows are evaluated in order of length, in chunks of
+        # ``batch_size`` rows padded to their longest.
+        self.own_order = {name: self.lengths[name][members].argsort(dim=1, stable=True)
+                          for name, members in self.members.items()}
+        self.own_chunks = {}
+        for name, members in self.members.items():
+            ordered = self.lengths[name][members.gather(1, self.own_order[name])]
+            self.own_chunks[name] = [
+                (part, columns, int(ordered[part, columns].max()))
+                for part in self.passes
+                for columns in (slice(start, start + settings.batch_size)
+                                for start in range(0, members.shape[1], settings.batch_size))]
+        self.own_order = {name: order.to(self.device) for name, order in self.own_order.items()}
         self.rows = rows.to(self.device)
         self.members = {name: rows.to(self.device) for name, rows in self.members.items()}
         self.weights = torch.stack([valid for _, valid in schedules], dim=1).to(self.device, dtype)
@@ -774,29 +785,34 @@ class StackedTrainer:
 
     @torch.no_grad()
     def predict(self, name: str) -> torch.Tensor:
-        """Predicted labels (adapters, rows) of every adapter for every row of a split."""
+        """Predicted labels (adapters, rows) of every adapter for every row of a split. Rows go
+        in order of length, so that each chunk is padded to about its own rows' length."""
         inputs, lengths = self.inputs[name], self.lengths[name]
         count = len(self.adapters)
         chunk = max(1, self.settings.eval_rows // count)
-        predictions = []
+        order = torch.argsort(lengths, stable=True)
+        predictions = torch.empty((count, len(lengths)), dtype=torch.long, device=self.device)
         for start in range(0, len(lengths), chunk):
-            width = int(lengths[start : start + chunk].max())
-            shared = {key: value[start : start + chunk, :width] for key, value in inputs.items()}
-            logits = self.logits({name: value.expand(count, *value.shape)
-                                  for name, value in shared.items()}, slice(None))
-            predictions.append(logits.argmax(-1))
-        return torch.cat(predictions, dim=1)
+            rows = order[start : start + chunk]
+            width = int(lengths[rows].max())
+            on_device = rows.to(self.device)
+            shared = {key: value[:, :width][on_device] for key, value in inputs.items()}
+            logits = self.logits({key: value.expand(count, *value.shape)
+                                  for key, value in shared.items()}, slice(None))
+            predictions[:, on_device] = logits.argmax(-1)
+        return predictions
 
     @torch.no_grad()
     def predict_own(self, name: str) -> torch.Tensor:
         """Predicted labels (adapters, rows) of every adapter on its own rows of a train or dev
         split (its k-shot split's rows, gathered per adapter)."""
-        members, inputs = self.members[name], self.inputs[name]
-        predictions = []
-        for part, width in zip(self.passes, self.own_widths[name], strict=True):
-            gathered = {key: value[:, :width][members[part]] for key, value in inputs.items()}
-            predictions.append(self.logits(gathered, part).argmax(-1))
-        return torch.cat(predictions)
+        order, inputs = self.own_order[name], self.inputs[name]
+        members = self.members[name].gather(1, order)
+        ordered = torch.empty_like(members)
+        for part, columns, width in self.own_chunks[name]:
+            gathered = {key: value[:, :width][members[part, columns]] for key, value in inputs.items()}
+            ordered[part, columns] = self.logits(gathered, part).argmax(-1)
+        return torch.empty_like(ordered).scatter_(1, order, ordered)
 
     def accuracy(self, predictions: torch.Tensor, name: str) -> torch.Tensor:
         labels = self.splits[name].labels
