@@ -27,7 +27,8 @@ def main(model: str, heads: list[str], out: Path) -> None:
     configs = [RunConfig(model=model, task=task, seed=seed, rank=12, learning_rate=lr, steps=500,
                          eval_every=50, test_cap=16, placement="last-layer", head=head)
                for task, head, lr in cells for seed in SEEDS]
-    records = run_sweep(configs, RunInputs(os.environ.get("LORA_CLAIMS_DATA"), {}, ResultCache(default_cache_dir())))
+    records = run_sweep(configs,
+                        RunInputs(os.environ.get("LORA_CLAIMS_DATA"), {}, ResultCache(default_cache_dir())))
     rows = []
     for index, (task, head, lr) in enumerate(cells):
         dev = [r["dev_accuracy"] for r in records[index * len(SEEDS):(index + 1) * len(SEEDS)]]

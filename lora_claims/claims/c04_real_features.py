@@ -60,7 +60,8 @@ SPEC = ClaimSpec(
         "MiniLM's last-layer value Jacobians on SST-2's 16-shot split (seed 42) against Gaussian "
         "features, same estimators"
     ),
-    evaluation="lora_claims.methods.cstar.estimate with a real-feature sampler (lora_claims.methods.ntk.real_capacity).",
+    evaluation=("lora_claims.methods.cstar.estimate with a real-feature sampler "
+                "(lora_claims.methods.ntk.real_capacity)."),
     tolerances={"match_band": 0.05, "min_power": 0.8, "extra_gd_rhos": [2.5, 3.0, 4.0],
                 "paper_setting": {"optimizer": "armijo", "steps": 300, "tol": 1e-6, "level": 0.95}},
     # C4's estimator sizes, so the Gaussian column is C4's own run; pool_test_rows: test rows
@@ -113,7 +114,8 @@ def evaluate(spec: ClaimSpec, ctx) -> Outcome:
         config = CStarConfig(*shape, definition="solv", trials=sizes["solv_trials"], seed=ctx.seed,
                              bootstrap=sizes["bootstrap"])
         compare(EXACT_FIT, shape, _cstar(ctx.cache, config), _cstar(ctx.cache, config, pool, source))
-    gd = CStarConfig(*sizes["gd_shape"], definition="gd", trials=sizes["gd_trials"], seed=ctx.seed, level=level,
+    gd = CStarConfig(*sizes["gd_shape"], definition="gd", trials=sizes["gd_trials"], seed=ctx.seed,
+                     level=level,
                      gd=GDSettings(optimizer=paper["optimizer"], steps=paper["steps"], tol=paper["tol"]),
                      bootstrap=sizes["bootstrap"])
     extended = replace(gd, grid=gd.p_grid() + tuple(round(gd.dimension / rho)
@@ -151,11 +153,13 @@ def _verdict(rows: list[dict], band: float, min_power: float) -> tuple[Verdict, 
     if all(outcome == INSIDE for outcome in outcomes):
         return Verdict.SUPPORTED, "every threshold measured on real features matches the Gaussian one"
     if OUTSIDE in exact:
-        return Verdict.NOT_SUPPORTED, "an exact-fit threshold on real features differs from the Gaussian-iid one"
+        return Verdict.NOT_SUPPORTED, ("an exact-fit threshold on real features differs from the "
+                                       "Gaussian-iid one")
     if all(outcome == INSIDE for outcome in exact) and budgeted == OUTSIDE:
         return Verdict.SUPPORTED_WITH_CAVEATS, ("the exact-fit constant transfers to real features, but the "
                                                 "budgeted (optimizer-dependent) threshold does not")
-    open_rows = [row for row, outcome in zip(rows, outcomes, strict=True) if outcome in (UNDECIDED, NOT_FOUND)]
+    open_rows = [row for row, outcome in zip(rows, outcomes, strict=True)
+                 if outcome in (UNDECIDED, NOT_FOUND)]
     weakest = min(row["power"] for row in open_rows)
     if weakest < min_power:
         return Verdict.INCONCLUSIVE, (f"inconclusive (underpowered: simulated power to show a transfer "

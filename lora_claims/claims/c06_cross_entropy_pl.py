@@ -59,8 +59,9 @@ SPEC = ClaimSpec(
     version="2.0",
     reading="linearized model, Gaussian and last-layer-like features, K = 2 decides (K = 3 is the contrast)",
     evaluation=(
-        "Batched linearized-model training (lora_claims.methods.linearized.ce_experiments); inf F under l2 from the "
-        "convex nuclear-norm problem (lora_claims.methods.linearized.convex) where its rank <= r."
+        "Batched linearized-model training (lora_claims.methods.linearized.ce_experiments); "
+        "inf F under l2 from the convex nuclear-norm problem (lora_claims.methods.linearized.convex) "
+        "where its rank <= r."
     ),
     tolerances={"epsilon": 1e-3, "success_fraction": 0.9, "power_alternative": 0.99, "min_power": 0.8,
                 "pl_decay_slope": 0.5, "pl_bounded_slope": 0.25, "weight_decay": 1e-2},
@@ -69,8 +70,9 @@ SPEC = ClaimSpec(
                   "capacity_steps": 100, "pl_trials": 4, "pl_steps": 200, **SWEEP_SIZES},
         "ci": {"trials": 60, "contrast_trials": 12, "steps": 200, "canonical_n": 768, "capacity_trials": 24,
                "capacity_steps": 500, "pl_trials": 8, "pl_steps": 1500, **SWEEP_SIZES},
-        "thorough": {"trials": 200, "contrast_trials": 40, "steps": 600, "canonical_n": 768, "capacity_trials": 64,
-                     "capacity_steps": 2000, "pl_trials": 20, "pl_steps": 4000, **SWEEP_SIZES},
+        "thorough": {"trials": 200, "contrast_trials": 40, "steps": 600, "canonical_n": 768,
+                     "capacity_trials": 64, "capacity_steps": 2000, "pl_trials": 20, "pl_steps": 4000,
+                     **SWEEP_SIZES},
     },
     needs=Needs(device="cpu"),
 )
@@ -81,11 +83,12 @@ def _experiments(cache, sizes: dict, tolerances: dict, seed: int) -> dict:
     """Every C6 experiment at ``sizes``, as one JSON-ready dict (one torch thread: many small ops)."""
     eps, trials, steps = tolerances["epsilon"], sizes["trials"], sizes["steps"]
     canonical = {
-        "layer_K2": ce_suite.canonical_success(cache, "layer", 2, sizes["canonical_n"], trials, steps, eps, seed),
+        "layer_K2": ce_suite.canonical_success(cache, "layer", 2, sizes["canonical_n"], trials, steps, eps,
+                                               seed),
         "gaussian_K2": ce_suite.gaussian_canonical_success(cache, 2, trials, steps, eps, seed),
         # the K = 3 contrast decides nothing: fewer trials, and rank 2 (= K - 1) beside rank 1
-        "layer_K3": ce_suite.canonical_success(cache, "layer", 3, sizes["canonical_n"], sizes["contrast_trials"],
-                                               steps // 2, eps, seed, ranks=[1, 2]),
+        "layer_K3": ce_suite.canonical_success(cache, "layer", 3, sizes["canonical_n"],
+                                               sizes["contrast_trials"], steps // 2, eps, seed, ranks=[1, 2]),
     }
     budget = sizes["capacity_steps"]
     capacity = {
@@ -101,7 +104,8 @@ def _experiments(cache, sizes: dict, tolerances: dict, seed: int) -> dict:
         "canonical": canonical,
         "negative_control": {loss: ce_suite.loss_control(cache, loss, trials, 3 * steps, eps, seed)
                              for loss in ("squared", "cross_entropy")},
-        "pl": ce_suite.pl_runs(cache, sizes["pl_trials"], sizes["pl_steps"], tolerances["weight_decay"], seed),
+        "pl": ce_suite.pl_runs(cache, sizes["pl_trials"], sizes["pl_steps"], tolerances["weight_decay"],
+                               seed),
         "capacity": capacity,
         "origin": ce_suite.origin_check(cache, seed),
     }
@@ -143,9 +147,11 @@ def _decision_inputs(results: dict, tolerances: dict, seed: int) -> dict:
     trials = canonical["layer_K2"]["ranks"]["1"]["trials"]
     return {
         "binary_rank1": {name: _record(canonical[name]["ranks"]["1"]) for name in BINARY},
-        "design_power": ce.level_power(trials, tolerances["success_fraction"], tolerances["power_alternative"]),
+        "design_power": ce.level_power(trials, tolerances["success_fraction"],
+                                       tolerances["power_alternative"]),
         "squared_control": {"successes": squared["successes"], "min_final_loss": squared["min_final_loss"]},
-        "cross_entropy_control_fraction": results["negative_control"]["cross_entropy"]["ranks"]["1"]["fraction"],
+        "cross_entropy_control_fraction":
+            results["negative_control"]["cross_entropy"]["ranks"]["1"]["fraction"],
         "transition_K2": {"steps": _transition(capacity["gaussian_K2"], seed),
                           "double_steps": _transition(capacity["gaussian_K2_double_steps"], seed)},
         "pl_slope": {"steps": _slope(results["pl"]["unregularized"]),
@@ -185,7 +191,8 @@ def decide(outcome: Outcome, spec: ClaimSpec) -> Decision:
     if not holds["control_ok"]:
         verdict, reason = Verdict.INCONCLUSIVE, "the squared-loss negative control did not fail"
     elif "below" in levels:
-        verdict, reason = Verdict.NOT_SUPPORTED, f"rank-1 binary success falls below {tol['success_fraction']}"
+        verdict, reason = (Verdict.NOT_SUPPORTED,
+                           f"rank-1 binary success falls below {tol['success_fraction']}")
     elif "straddles" in levels:
         verdict = Verdict.INCONCLUSIVE
         reason = ("underpowered: " if holds["underpowered"] else "") + (

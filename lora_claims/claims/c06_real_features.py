@@ -55,17 +55,20 @@ SPEC = ClaimSpec(
         "linearized model on MiniLM's last-layer value Jacobians (SST-2, seed 42), 60 LoRA "
         "initializations"
     ),
-    evaluation="lora_claims.methods.linearized.training on real features (lora_claims.methods.ntk.real_capacity).",
-    tolerances={"epsilon": 1e-3, "success_fraction": 0.9, "power_alternative": 0.99, "min_power": 0.8},  # C6's
-    # inits: LoRA initializations at rank 1 (reference_inits at rank 12); pool_test_rows: test rows added to the 32 train rows;
+    evaluation=("lora_claims.methods.linearized.training on real features "
+                "(lora_claims.methods.ntk.real_capacity)."),
+    tolerances={"epsilon": 1e-3, "success_fraction": 0.9, "power_alternative": 0.99,
+                "min_power": 0.8},  # C6's
+    # inits: LoRA initializations at rank 1 (reference_inits at rank 12); pool_test_rows: test rows added
+    # to the 32 train rows;
     # the rest are C6's sizes, so the Gaussian column is C6's own run.
     sizes={
-        "smoke": {"reference_inits": 2, "inits": 2, "pool_test_rows": 40, "trials": 4, "steps": 60, "capacity_trials": 4,
-                  "capacity_steps": 100, "capacity_sizes": CAPACITY_SIZES},
-        "ci": {"reference_inits": 6, "inits": 60, "pool_test_rows": 200, "trials": 60, "steps": 200, "capacity_trials": 24,
-               "capacity_steps": 500, "capacity_sizes": CAPACITY_SIZES},
-        "thorough": {"reference_inits": 16, "inits": 200, "pool_test_rows": 400, "trials": 200, "steps": 600, "capacity_trials": 64,
-                     "capacity_steps": 2000, "capacity_sizes": CAPACITY_SIZES},
+        "smoke": {"reference_inits": 2, "inits": 2, "pool_test_rows": 40, "trials": 4, "steps": 60,
+                  "capacity_trials": 4, "capacity_steps": 100, "capacity_sizes": CAPACITY_SIZES},
+        "ci": {"reference_inits": 6, "inits": 60, "pool_test_rows": 200, "trials": 60, "steps": 200,
+               "capacity_trials": 24, "capacity_steps": 500, "capacity_sizes": CAPACITY_SIZES},
+        "thorough": {"reference_inits": 16, "inits": 200, "pool_test_rows": 400, "trials": 200, "steps": 600,
+                     "capacity_trials": 64, "capacity_steps": 2000, "capacity_sizes": CAPACITY_SIZES},
     },
     needs=Needs(device="cpu", data=(TASK,), models=(MODEL,)),
 )
@@ -89,15 +92,17 @@ def evaluate(spec: ClaimSpec, ctx) -> Outcome:
     runs = []
     for rank, inits in ((1, sizes["inits"]), (REFERENCE_RANK, sizes["reference_inits"])):
         config = {"ranks": [rank], "inits": inits, **common}
-        runs.append(cached("task_labels", lambda config=config: rank_trainability(train, matrix, labels, **config),
+        runs.append(cached("task_labels",
+                           lambda config=config: rank_trainability(train, matrix, labels, **config),
                            **config))
     trainability = {**runs[0], "ranks": {rank: row for run in runs for rank, row in run["ranks"].items()}}
     real_capacity, gaussian_capacity = {}, {}
     for budget, factor in (("steps", 1), ("double_steps", 2)):
-        config = {"block": CAPACITY_BLOCK, "sizes": sizes["capacity_sizes"], "trials": sizes["capacity_trials"],
-                  "steps": factor * sizes["capacity_steps"], "seed": seed}
+        config = {"block": CAPACITY_BLOCK, "sizes": sizes["capacity_sizes"],
+                  "trials": sizes["capacity_trials"], "steps": factor * sizes["capacity_steps"], "seed": seed}
         real_capacity[budget] = cached("block_separability",
-                                       lambda config=config: block_separability(pool, matrix, **config), **config)
+                                       lambda config=config: block_separability(pool, matrix, **config),
+                                       **config)
         gaussian_capacity[budget] = ce_suite.gaussian_separability(
             ctx.cache, 2, sizes["capacity_sizes"], sizes["capacity_trials"], config["steps"], seed)
     gaussian_rank1 = ce_suite.gaussian_canonical_success(
@@ -105,7 +110,8 @@ def evaluate(spec: ClaimSpec, ctx) -> Outcome:
     rank1 = trainability["ranks"]["1"]
     decision = {
         "steps": common["steps"],
-        "rank1": {key: rank1[key] for key in ("successes", "trials", "fraction", "wilson", "median_final_loss")},
+        "rank1": {key: rank1[key]
+                  for key in ("successes", "trials", "fraction", "wilson", "median_final_loss")},
         "design_power": ce.level_power(rank1["trials"], tol["success_fraction"], tol["power_alternative"]),
         "gaussian_rank1": {key: gaussian_rank1[key] for key in ("successes", "trials", "fraction", "wilson")},
         "transition": {name: {budget: _transition(run, seed) for budget, run in runs.items()}

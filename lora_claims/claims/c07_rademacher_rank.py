@@ -48,7 +48,8 @@ SPEC = ClaimSpec(
     ),
     version="2.0",
     reading="teacher-student simulations in the linearized model, six (K, teacher rank) cases",
-    evaluation="Bound plus linearized teacher-student simulation (lora_claims.methods.linearized.generalization).",
+    evaluation=("Bound plus linearized teacher-student simulation "
+                "(lora_claims.methods.linearized.generalization)."),
     tolerances={"teacher_norm": 3.0, "alpha": 0.05, "min_power": 0.8},
     sizes={
         "smoke": {"trials": 4, "steps": 60, "m": 4, "per_class": 10, "n_test": 100, "ranks": [1, 2, 4],
@@ -70,8 +71,9 @@ def _experiments(cache, sizes: dict, tolerances: dict, seed: int) -> dict:
         config = {"n_outputs": k, "teacher_rank": sizes["m"] if teacher_rank == "full" else teacher_rank,
                   "m": sizes["m"], "n": sizes["m"], "n_train": sizes["per_class"] * k,
                   "n_test": sizes["n_test"], "ranks": sizes["ranks"], "trials": sizes["trials"],
-                  "steps": sizes["steps"], "rho": tolerances["teacher_norm"], "bias_factor": sizes["bias_factor"],
-                  "bias_trials": sizes["bias_trials"], "decay": decay, "alpha": tolerances["alpha"], "seed": seed}
+                  "steps": sizes["steps"], "rho": tolerances["teacher_norm"],
+                  "bias_factor": sizes["bias_factor"], "bias_trials": sizes["bias_trials"], "decay": decay,
+                  "alpha": tolerances["alpha"], "seed": seed}
         key = {"function": teacher_student.__name__, **config}
         results[name] = cache.get_or_compute(C7_RUNS, key, lambda config=config: teacher_student(**config))
     return results
@@ -86,7 +88,8 @@ def evaluate(spec: ClaimSpec, ctx) -> Outcome:
 
 def _headline(run: dict) -> dict:
     """What the rule reads of one case, and the figures its summary quotes."""
-    keys = ("K", "teacher_rank", "teacher_decay", "predicted_rank", "test_loss_r1_minus_best", "bound_flip_N", "N")
+    keys = ("K", "teacher_rank", "teacher_decay", "predicted_rank", "test_loss_r1_minus_best", "bound_flip_N",
+            "N")
     return {**{key: run[key] for key in keys}, "best_rank_set": run["best_rank_set"]}
 
 
@@ -100,13 +103,15 @@ def decide(outcome: Outcome, spec: ClaimSpec) -> Decision:
     wrong = [name for name, grade in grades.items() if grade == "wrong"]
     if wrong:
         verdict = Verdict.NOT_SUPPORTED
-        reason = f"the bound's predicted rank is significantly worse than the simulated optimum in {', '.join(wrong)}"
+        reason = ("the bound's predicted rank is significantly worse than the simulated optimum in "
+                  f"{', '.join(wrong)}")
     elif undecided:
         verdict = Verdict.INCONCLUSIVE
         reason = ("underpowered: " if underpowered else "") + (
             f"the simulated optimum is not singled out in {', '.join(undecided)}")
     elif follows_k:
-        verdict, reason = Verdict.SUPPORTED, "the bound predicts the simulated optimum, rank 1 exactly for K = 2"
+        verdict, reason = (Verdict.SUPPORTED,
+                           "the bound predicts the simulated optimum, rank 1 exactly for K = 2")
     else:
         verdict = Verdict.SUPPORTED_WITH_CAVEATS
         reason = "the bound predicts the simulated optimum, but rank 1 is not tied to K = 2"
@@ -124,7 +129,8 @@ def decide(outcome: Outcome, spec: ClaimSpec) -> Decision:
     summary = (
         f"{verdict.value}: {reason}. Teacher-student in the linearized model (Gaussian features, student "
         f"constrained to the teacher's Frobenius norm; optimum = {1 - tol['alpha']:.0%} multiple-comparison-"
-        f"with-the-best set of ranks by held-out CE): " + "; ".join(case_text(n, c) for n, c in inputs.items())
+        f"with-the-best set of ranks by held-out CE): "
+        + "; ".join(case_text(n, c) for n, c in inputs.items())
         + "." + (f" With its constants the bound's sqrt(r) variance term outweighs the bias gain of a "
                  f"higher rank until {flips}." if flips else "")
     )

@@ -18,8 +18,8 @@ from lora_claims.methods.finetune.runs import RunInputs
 
 CLAIMED_TASKS = ("SST-2", "QNLI", "MRPC", "RTE")
 # C8-cpu's CPU_SCALE with every layer adapted; LM-BFF's five published splits per task
-ALL_LAYERS_SCALE = {"encoders": ["minilm"], "ranks": [1, 12], "steps": 500, "eval_every": 50, "batch_size": 8, "max_length": 128,
-                    "test_cap": 2000, "placement": "all-layers", "head": "linear-cls",
+ALL_LAYERS_SCALE = {"encoders": ["minilm"], "ranks": [1, 12], "steps": 500, "eval_every": 50, "batch_size": 8,
+                    "max_length": 128, "test_cap": 2000, "placement": "all-layers", "head": "linear-cls",
                     "learning_rates": [1e-3, 3e-3]}
 RUN_WITH = "lora-claims audit --profile thorough --claims C8-cpu-all-layers"
 

@@ -16,8 +16,8 @@ from lora_claims.methods.finetune.rank_study import StudyDesign
 from lora_claims.methods.finetune.runs import RunInputs
 
 CLAIMED_TASKS = ("SST-2", "QNLI", "MRPC", "RTE")
-CPU_SCALE = {"encoders": ["minilm"], "ranks": [1, 12], "steps": 500, "eval_every": 50, "batch_size": 8, "max_length": 128,
-             "test_cap": 2000, "placement": "last-layer", "head": "linear-cls",
+CPU_SCALE = {"encoders": ["minilm"], "ranks": [1, 12], "steps": 500, "eval_every": 50, "batch_size": 8,
+             "max_length": 128, "test_cap": 2000, "placement": "last-layer", "head": "linear-cls",
              "learning_rates": [1e-3, 3e-3]}
 
 SPEC = ClaimSpec(
@@ -59,8 +59,8 @@ SPEC = ClaimSpec(
                   "max_length": 32, "test_cap": 64, "learning_rates": [3e-3]},
         "ci": {**CPU_SCALE, "seeds_per_task": {"SST-2": 20, "QNLI": 5, "MRPC": 10, "RTE": 10,
                                                "CoLA": 5}},
-        "thorough": {**CPU_SCALE, "encoders": ["minilm", "mpnet"], "seeds_per_task": {"SST-2": 40, "QNLI": 5, "MRPC": 20, "RTE": 20,
-                                                     "CoLA": 5}},
+        "thorough": {**CPU_SCALE, "encoders": ["minilm", "mpnet"],
+                     "seeds_per_task": {"SST-2": 40, "QNLI": 5, "MRPC": 20, "RTE": 20, "CoLA": 5}},
     },
     needs=Needs(device="cpu", data=CLAIMED_TASKS + ("CoLA",), models=("minilm", "mpnet")),
 )

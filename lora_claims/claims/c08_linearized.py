@@ -86,7 +86,8 @@ def _records(ctx: AuditContext, sizes: dict, tol: dict) -> list[dict]:
                 loaded = run_task(task, seed, data_dir=ctx.data_dir, model_paths=ctx.model_paths,
                                   cache_root=ctx.cache.root, model_name=MODEL, test_cap=sizes["test_cap"],
                                   max_length=tol["max_length"])
-                return {str(rank): record for rank, record in linearized_runs(loaded, tol["ranks"], seeded).items()}
+                return {str(rank): record
+                        for rank, record in linearized_runs(loaded, tol["ranks"], seeded).items()}
 
             by_rank = ctx.cache.get_or_compute(LINEARIZED_RUNS, config, compute)
             records += [{**by_rank[str(rank)], "model": MODEL} for rank in tol["ranks"]]

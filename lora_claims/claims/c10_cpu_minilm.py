@@ -14,9 +14,9 @@ from lora_claims.methods.finetune.rank_study import StudyDesign
 from lora_claims.methods.finetune.runs import RunInputs
 
 TASK = "MNLI"
-CPU_SCALE = {"encoders": ["minilm"], "ranks": [1, 2, 4, 8, 12, 16], "steps": 500, "eval_every": 50, "batch_size": 8,
-             "max_length": 128, "test_cap": 2000, "placement": "last-layer", "head": "linear-cls",
-             "learning_rates": [1e-3, 3e-3]}
+CPU_SCALE = {"encoders": ["minilm"], "ranks": [1, 2, 4, 8, 12, 16], "steps": 500, "eval_every": 50,
+             "batch_size": 8, "max_length": 128, "test_cap": 2000, "placement": "last-layer",
+             "head": "linear-cls", "learning_rates": [1e-3, 3e-3]}
 
 SPEC = ClaimSpec(
     id="C10-cpu",

@@ -108,7 +108,8 @@ def _records(ctx, sizes: dict, tol: dict) -> list[dict]:
                                           loaded.init(rank), run) | {"test_note": loaded.test_note}
 
                     record = ctx.cache.get_or_compute(REGIME_RUNS, config, compute)
-                    records.append({"task": task, "seed": seed, "optimizer": optimizer, "rank": rank, **record})
+                    records.append({"task": task, "seed": seed, "optimizer": optimizer, "rank": rank,
+                                    **record})
     return records
 
 
@@ -125,7 +126,8 @@ def _cells(records: list[dict], confidence: float) -> list[dict]:
     keys = sorted({(r["task"], r["optimizer"], r["rank"]) for r in records})
     cells = []
     for task, optimizer, rank in keys:
-        group = sorted((r for r in records if (r["task"], r["optimizer"], r["rank"]) == (task, optimizer, rank)),
+        group = sorted((r for r in records
+                        if (r["task"], r["optimizer"], r["rank"]) == (task, optimizer, rank)),
                        key=lambda r: r["seed"])
         same = np.array([r["same_prediction"] for r in group], dtype=float)
         low, high = np.quantile(two_level_means(same), [(1 - confidence) / 2, (1 + confidence) / 2])
@@ -179,14 +181,17 @@ def decide(outcome: Outcome, spec: ClaimSpec) -> Decision:
     x = f"X = (agreement >= {tol['agreement_min']:.0%}, eNTK change <= {tol['ntk_change_max']:.0%})"
 
     def named(state):
-        return ", ".join(f"{c['task']} {c['optimizer']} r={c['rank']}" for c, s in zip(cells, states, strict=False) if s == state)
+        return ", ".join(f"{c['task']} {c['optimizer']} r={c['rank']}"
+                         for c, s in zip(cells, states, strict=False) if s == state)
 
     detail = "; ".join(
         f"{c['task']} {c['optimizer']} r={c['rank']}: {s} (agreement {c['agreement']:.3f} "
         f"[{c['agreement_ci'][0]:.3f}, {c['agreement_ci'][1]:.3f}], eNTK change {c['ntk_change']:.2f} "
-        f"[{c['ntk_change_ci'][0]:.2f}, {c['ntk_change_ci'][1]:.2f}])" for c, s in zip(cells, states, strict=False))
+        f"[{c['ntk_change_ci'][0]:.2f}, {c['ntk_change_ci'][1]:.2f}])"
+        for c, s in zip(cells, states, strict=False))
     if "does not hold" in states:
-        verdict, head = Verdict.NOT_SUPPORTED, f"Assumption does not hold beyond {x} in {named('does not hold')}."
+        verdict, head = (Verdict.NOT_SUPPORTED,
+                         f"Assumption does not hold beyond {x} in {named('does not hold')}.")
     elif states and all(s == "holds" for s in states if s != "not counted") and "holds" in states:
         verdict, head = Verdict.SUPPORTED, f"Assumption holds within {x}."
     elif "holds" not in states and "undecided" not in states:
@@ -196,7 +201,8 @@ def decide(outcome: Outcome, spec: ClaimSpec) -> Decision:
         verdict, head = Verdict.INCONCLUSIVE, f"Inconclusive: intervals straddle {x} in {named('undecided')}."
     worst = min(cells, key=lambda c: c["agreement"])
     moving = max(cells, key=lambda c: c["ntk_change"])
-    key = (f"min agreement {worst['agreement']:.3f} ({worst['task']} {worst['optimizer']} r={worst['rank']}); "
+    key = (f"min agreement {worst['agreement']:.3f} "
+           f"({worst['task']} {worst['optimizer']} r={worst['rank']}); "
            f"max eNTK change {moving['ntk_change']:.2f} ({moving['task']} {moving['optimizer']} "
            f"r={moving['rank']})")
     return Decision(verdict, f"{head} {detail}.", key)
@@ -206,12 +212,14 @@ def _figure(ctx, cells: list[dict], tol: dict) -> str:
     fig, (ax_agree, ax_ntk) = new_figure(2)
     labels = [f"{c['task']}\n{c['optimizer']} r={c['rank']}" for c in cells]
     positions = list(range(len(cells)))
-    for ax, field, threshold, name in ((ax_agree, "agreement", tol["agreement_min"], "test prediction agreement"),
+    for ax, field, threshold, name in ((ax_agree, "agreement", tol["agreement_min"],
+                                        "test prediction agreement"),
                                        (ax_ntk, "ntk_change", tol["ntk_change_max"], "relative eNTK change")):
         values = [c[field] for c in cells]
         interval = [c[f"{field}_ci"] for c in cells]
         ax.errorbar(positions, values, yerr=[[v - i[0] for v, i in zip(values, interval, strict=False)],
-                                             [i[1] - v for v, i in zip(values, interval, strict=False)]], fmt="o", capsize=3)
+                                             [i[1] - v for v, i in zip(values, interval, strict=False)]],
+                    fmt="o", capsize=3)
         ax.axhline(threshold, color="grey", ls="--", lw=1)
         ax.set(xticks=positions, ylabel=name)
         ax.set_xticklabels(labels, fontsize=7)

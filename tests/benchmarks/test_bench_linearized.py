@@ -1,5 +1,5 @@
-"""The linearized trainer (lora_claims.methods.linearized.training.train) on a batch of instances, against a loop that
-trains the same instances one at a time.
+"""The linearized trainer (lora_claims.methods.linearized.training.train) on a batch of instances,
+against a loop that trains the same instances one at a time.
 
 The instances are C4-style Gaussian problems (N = 32 examples, K = 2 outputs, 16 x 16 features,
 cross-entropy, rank 1, Armijo gradient descent for a fixed number of steps). The loop trains

@@ -63,8 +63,10 @@ def inputs(successes: int = 60, inits: int = 60, real=None, real_single=None) ->
         "rank1": {**success_record(successes, inits), "median_final_loss": 1e-4},
         "design_power": level_power(inits, tol["success_fraction"], tol["power_alternative"]),
         "gaussian_rank1": success_record(60, 60),
-        "transition": {"real": {"steps": real_single or _found(None, None, None, 500), "double_steps": real or none},
-                       "gaussian": {"steps": _found(40.0, 38.0, 43.0, 500), "double_steps": _found(40.0, 38.0, 43.0, 1000)}},
+        "transition": {"real": {"steps": real_single or _found(None, None, None, 500),
+                                "double_steps": real or none},
+                       "gaussian": {"steps": _found(40.0, 38.0, 43.0, 500),
+                                    "double_steps": _found(40.0, 38.0, 43.0, 1000)}},
     }
 
 

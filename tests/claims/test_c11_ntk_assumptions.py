@@ -83,5 +83,6 @@ def test_each_clause_of_the_rule_can_flip_the_verdict(cells, expected):
 def test_summary_words_the_assumption():
     assert decide(Outcome({"cells": HOLDS}), SPEC).summary.startswith("Assumption holds within X")
     beyond = decide(Outcome({"cells": _with(1, agreement=0.8, interval=(0.75, 0.85))}), SPEC)
-    assert beyond.summary.startswith("Assumption does not hold beyond X") and "SST-2 sgd r=12" in beyond.summary
+    assert (beyond.summary.startswith("Assumption does not hold beyond X")
+            and "SST-2 sgd r=12" in beyond.summary)
     assert beyond.key_figure.startswith("min agreement 0.800 (SST-2 sgd r=12)")

@@ -122,7 +122,8 @@ def test_interrupted_sweep_leaves_no_corrupt_entry_and_resumes(inputs, monkeypat
     with pytest.raises(KeyboardInterrupt):
         run_sweep(configs, inputs, progress=False)
     files = list((inputs.cache.root / "finetune").iterdir())
-    assert len(files) == 1 and json.loads(files[0].read_text())["result"]["schema"] == finetune.FINETUNE_RUNS.schema
+    assert (len(files) == 1
+            and json.loads(files[0].read_text())["result"]["schema"] == finetune.FINETUNE_RUNS.schema)
     calls.clear()
     results = run_sweep(configs, inputs, progress=False)
     assert calls == [2] and len(results) == 2  # only the unfinished group is computed

@@ -58,7 +58,9 @@ def test_each_epoch_visits_every_row_once():
     order = minibatch_order(10, LoraRun(steps=7, batch_size=4, seed=3))
     assert [len(rows) for rows in order] == [4, 4, 2, 4, 4, 2, 4]
     assert sorted(torch.cat(order[:3]).tolist()) == list(range(10))
-    assert all(torch.equal(a, b) for a, b in zip(order, minibatch_order(10, LoraRun(steps=7, batch_size=4, seed=3)), strict=False))
+    assert all(torch.equal(a, b)
+               for a, b in zip(order, minibatch_order(10, LoraRun(steps=7, batch_size=4, seed=3)),
+                               strict=False))
 
 
 def test_replayed_prefix_gives_the_rows_full_forward_pass(setup):
@@ -77,7 +79,8 @@ def test_replayed_prefix_gives_the_rows_full_forward_pass(setup):
 def test_compare_predictions_on_known_cases():
     base = torch.zeros(4, 2)
     reference = torch.tensor([[1.0, 0.0], [0.0, 1.0], [2.0, 0.0], [0.0, 2.0]])
-    assert compare_predictions(reference, reference.clone(), base) == {"agreement": 1.0, "logit_distance": 0.0}
+    assert compare_predictions(reference, reference.clone(), base) == {"agreement": 1.0,
+                                                                       "logit_distance": 0.0}
     flipped = compare_predictions(reference, reference.flip(1), base)
     assert flipped["agreement"] == 0.0 and flipped["logit_distance"] == pytest.approx(2**0.5)
     assert relative_change(torch.ones(3), 2 * torch.ones(3)) == pytest.approx(1.0)
@@ -95,7 +98,8 @@ def test_both_trainings_start_from_the_same_model(setup, optimizer):
 
 def test_positive_control_small_steps_stay_linear(setup):
     model, train, test, init, features = setup
-    result = regime_run(model, features, train, test, init, LoraRun(rank=2, steps=20, lr=1e-3, optimizer="sgd"))
+    result = regime_run(model, features, train, test, init,
+                        LoraRun(rank=2, steps=20, lr=1e-3, optimizer="sgd"))
     assert result["linearized_vs_real"]["agreement"] == 1.0 and all(result["same_prediction"])
     assert result["linearized_vs_real"]["logit_distance"] < 0.05
     assert result["ntk_relative_change"] < 0.05
@@ -103,6 +107,7 @@ def test_positive_control_small_steps_stay_linear(setup):
 
 def test_negative_control_large_steps_leave_the_linear_regime(setup):
     model, train, test, init, features = setup
-    result = regime_run(model, features, train, test, init, LoraRun(rank=2, steps=40, lr=0.5, optimizer="adamw"))
+    result = regime_run(model, features, train, test, init,
+                        LoraRun(rank=2, steps=40, lr=0.5, optimizer="adamw"))
     assert result["ntk_relative_change"] > 2 * SPEC.tolerances["ntk_change_max"]
     assert result["linearized_vs_real"]["logit_distance"] > 0.3

@@ -343,7 +343,8 @@ def transition_interval(rows: list[dict], level: float = 0.5, draws: int = 2000,
     def finite(value):
         return value if np.isfinite(value) else None
 
-    return {"N50": transition_point(sizes, fractions.tolist(), level), "interval": [finite(low), finite(high)],
+    return {"N50": transition_point(sizes, fractions.tolist(), level),
+            "interval": [finite(low), finite(high)],
             "not_found_share": float(np.mean(~np.isfinite(points))), "sweep": [min(sizes), max(sizes)],
             "draws": draws, "confidence": confidence}
 

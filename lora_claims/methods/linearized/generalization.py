@@ -98,7 +98,8 @@ def best_rank_set(losses, ranks, alpha: float = 0.05) -> dict:
     def lower_and_shift(i, j):
         diff = losses[i] - losses[j]
         se = float(diff.std(ddof=1)) / math.sqrt(trials)
-        return diff.mean() - critical * se, (diff.mean() / se if se > 0 else math.copysign(math.inf, diff.mean()))
+        return diff.mean() - critical * se, (diff.mean() / se if se > 0
+                                             else math.copysign(math.inf, diff.mean()))
 
     members = [ranks[i] for i in range(count)
                if not any(lower_and_shift(i, j)[0] > 0 for j in range(count) if j != i)]
@@ -107,7 +108,8 @@ def best_rank_set(losses, ranks, alpha: float = 0.05) -> dict:
     for i in range(count):
         if i != best:
             shift = lower_and_shift(i, best)[1]
-            power *= 1.0 if math.isinf(shift) and shift > 0 else float(stats.nct.sf(critical, trials - 1, shift))
+            power *= (1.0 if math.isinf(shift) and shift > 0
+                      else float(stats.nct.sf(critical, trials - 1, shift)))
     return {"set": members, "best": ranks[best], "alpha": alpha, "critical_t": critical, "power": power}
 
 
