@@ -153,11 +153,13 @@ def test_debris_of_killed_audits_and_stale_figures_are_cleared(tmp_path):
 
 def interrupt_after(args: tuple, marker: str, signum: int, cwd: Path) -> tuple[int, str]:
     """Start ``lora-claims ARGS``, send ``signum`` once ``marker`` shows on stderr, and return the
-    exit code and the rest of stderr."""
+    exit code and the rest of stderr. The child gets the default SIGINT disposition: a test run
+    started in the background by a shell inherits SIGINT ignored, and Python then keeps it so."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(
         [str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])])}
     process = subprocess.Popen([sys.executable, "-m", "lora_claims", *map(str, args)], cwd=cwd,
-                               env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+                               env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     seen = ""
     for line in process.stderr:
         seen += line
