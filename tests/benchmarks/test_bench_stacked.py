@@ -8,8 +8,8 @@ peft). Each benchmark's ``extra_info`` holds ``per_adapter_step_s`` (the fastest
 the number of adapters); a group's ratios are peft's figure over the stacked ones. It also holds
 the peak memory per adapter: the resident set's rise over setup and the first step (parameters,
 optimizer state, cached inputs, activations) divided by the number of adapters, measured in a
-fresh process (this module run as a script), since in the test process memory freed by earlier
-cases is reused and hides the rise; beside it the engine's own upper estimate
+fresh process (this module run as a script; with ``--benchmark-only``), since in the test process
+memory freed by earlier cases is reused and hides the rise; beside it the engine's own upper estimate
 (``estimate_group_bytes``, which sizes groups). Runs with ``--benchmark-only``; marked ``slow``
 (the 50-adapter all-layers step alone takes tens of seconds).
 """
@@ -86,7 +86,7 @@ def training_step(model, split, placement: str, engine: str, count: int):
 @pytest.mark.parametrize("placement", ["last-layer", "all-layers"])
 @pytest.mark.parametrize("engine, count", [("peft", 1), ("stacked", 1), ("stacked", 10),
                                            ("stacked", 50)])
-def test_per_adapter_step(benchmark, minilm, placement, engine, count):
+def test_per_adapter_step(benchmark, minilm, placement, engine, count, pytestconfig):
     model, split = minilm
     with one_torch_thread():
         step, trained = training_step(model, split, placement, engine, count)
@@ -94,12 +94,13 @@ def test_per_adapter_step(benchmark, minilm, placement, engine, count):
         benchmark.group = f"stacked-vs-peft {placement} MiniLM b{BATCH} L{LENGTH}"
         benchmark.pedantic(step, rounds=ROUNDS, iterations=1, warmup_rounds=1)
     assert not torch.equal(trained, before), "the timed step must train the adapters"
-    memory = peak_rise_in_a_fresh_process(placement, engine, count)
-    benchmark.extra_info.update(
-        engine=engine, adapters=count, placement=placement,
-        per_adapter_step_s=benchmark.stats.stats.min / count,
-        peak_memory_per_adapter_bytes=memory["peak_memory_above_start_bytes"] / count,
-        peak_memory_kind=memory["peak_memory_kind"])
+    benchmark.extra_info.update(engine=engine, adapters=count, placement=placement,
+                                per_adapter_step_s=benchmark.stats.stats.min / count)
+    if pytestconfig.getoption("benchmark_only"):  # a measurement, worth a process only there
+        memory = peak_rise_in_a_fresh_process(placement, engine, count)
+        benchmark.extra_info.update(
+            peak_memory_per_adapter_bytes=memory["peak_memory_above_start_bytes"] / count,
+            peak_memory_kind=memory["peak_memory_kind"])
     if engine == "stacked":
         settings = TrainSettings(placement=placement, head="native", batch_size=BATCH)
         estimate = estimate_group_bytes(model, settings, count, 12, [split, split, split])
