@@ -10,6 +10,7 @@ import torch
 import transformers
 
 from lora_claims.harness.registry import Verdict
+from lora_claims.methods.ntk.features import batches, shifted_weights
 from tests.finetune_support import skip_unless_data_or_ci
 
 
@@ -42,6 +43,16 @@ def encodings(rows: int = 5, tokens: int = 7, seed: int = 1) -> dict[str, torch.
     lengths[0] = tokens
     mask = (torch.arange(tokens) < lengths.unsqueeze(1)).long()
     return {"input_ids": ids * mask, "attention_mask": mask, "token_type_ids": torch.zeros_like(ids)}
+
+
+def logits_at(model, encodings, deltas=None, batch_size: int = 32) -> torch.Tensor:
+    """The model's logits with W + Delta in place of each W: the reference the features and the
+    last-layer model are checked against."""
+    outputs = []
+    with torch.no_grad(), shifted_weights(model, deltas or {}):
+        for batch in batches(encodings, batch_size):
+            outputs.append(model(**batch).logits)
+    return torch.cat(outputs)
 
 
 def headless_copy(model):

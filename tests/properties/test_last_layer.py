@@ -11,11 +11,11 @@ import pytest
 import torch
 
 from lora_claims.errors import InvalidArgument
-from lora_claims.methods.ntk.features import logits_at, select_matrices, shifted_weights, trimmed
+from lora_claims.methods.ntk.features import select_matrices, shifted_weights, trimmed
 from lora_claims.methods.ntk.last_layer import LastLayerModel, take
 from lora_claims.methods.ntk.real_features import FirstTokenClassifier
 from lora_claims.methods.ntk.regime import EncodedSplit, Init, _to_init, train_features
-from tests.ntk_support import encodings, one_torch_thread, tiny_bert  # noqa: F401  (one_torch_thread: autouse)
+from tests.ntk_support import encodings, logits_at, one_torch_thread, tiny_bert  # noqa: F401  (one_torch_thread: autouse)
 
 
 @pytest.fixture(scope="module")

@@ -15,9 +15,7 @@ passes per batch instead of B K. (Per-example ``vmap(jacrev(...))`` is not an op
 mask code of transformers has data-dependent branches that vmap rejects.)
 
 Test-set predictions of the linearized model need no test Jacobians: f0 + <G(x), Delta> is one
-forward-mode product, ``torch.func.jvp`` of the logits at the pretrained weights along Delta.
-Forward-mode AD has no rule for PyTorch's fused CPU attention kernels, so models are used with
-``attn_implementation="eager"``.
+forward-mode product along Delta (``last_layer.LastLayerModel.linearized_logits``).
 """
 
 from __future__ import annotations
@@ -30,7 +28,7 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
-from torch.func import functional_call, jvp, vjp
+from torch.func import vjp
 
 from lora_claims.errors import InvalidArgument, require_int
 from lora_claims.harness.cache import CacheKind, ResultCache
@@ -328,51 +326,11 @@ def _batch_factors(model, modules, batch, matrices, shapes, n_outputs):
     return left, right, logits.detach()
 
 
-# --- predictions at other weights -------------------------------------------------------------------
+# --- weights shifted in place --------------------------------------------------------------------------
 
 
 def _weight_names(matrices: Sequence[str]) -> dict[str, str]:
     return {name: f"{name}.weight" for name in matrices}
-
-
-def linearized_logits(model: nn.Module, encodings: Encodings, deltas: Mapping[str, torch.Tensor],
-                      batch_size: int = 32) -> tuple[torch.Tensor, torch.Tensor]:
-    """(f0, f0 + <G(x), Delta>) for every encoded example, by forward-mode products (no Jacobians)."""
-    _check_encodings(encodings)
-    shapes = matrix_shapes(model, list(deltas))
-    params = dict(model.named_parameters())
-    names = _weight_names(deltas)
-    primals = {names[m]: params[names[m]].detach() for m in deltas}
-    tangents = {}
-    for matrix, delta in deltas.items():
-        if tuple(delta.shape) != shapes[matrix]:
-            raise InvalidArgument(
-                f"delta for {matrix!r} must have shape {shapes[matrix]}, got {tuple(delta.shape)}")
-        tangents[names[matrix]] = delta.detach().to(primals[names[matrix]].dtype)
-    base, moved = [], []
-    for batch in batches(encodings, batch_size):
-        try:
-            f0, change = jvp(lambda weights, b=batch: functional_call(model, weights, kwargs=b).logits,
-                             (primals,), (tangents,))
-        except NotImplementedError as error:
-            raise InvalidArgument(
-                f"forward-mode AD failed in {type(model).__name__} ({str(error).splitlines()[0]}); "
-                'load the model with attn_implementation="eager"'
-            ) from None
-        base.append(f0.detach())
-        moved.append((f0 + change).detach())
-    return torch.cat(base), torch.cat(moved)
-
-
-def logits_at(model: nn.Module, encodings: Encodings, deltas: Mapping[str, torch.Tensor] | None = None,
-              batch_size: int = 32) -> torch.Tensor:
-    """The model's logits with W + Delta in place of each W (no gradient)."""
-    _check_encodings(encodings)
-    outputs = []
-    with torch.no_grad(), shifted_weights(model, deltas or {}):
-        for batch in batches(encodings, batch_size):
-            outputs.append(model(**batch).logits)
-    return torch.cat(outputs)
 
 
 @contextmanager
