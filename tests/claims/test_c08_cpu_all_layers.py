@@ -13,7 +13,7 @@ import pytest
 from lora_claims.claims import c08_cpu_all_layers
 from lora_claims.harness.registry import get_claim
 from lora_claims.harness.spec import Verdict
-from tests.claims.test_c08_cpu_minilm import outcome
+from tests.claims.test_c08_cpu_minilm import RULE_CASES, outcome
 from tests.finetune_support import skip_unless_data_or_ci
 
 SPEC = get_claim("C8-cpu-all-layers")
@@ -46,11 +46,7 @@ def test_its_runs_differ_from_c8_cpus_minilm_runs_in_the_placement_only():
                for task in c08_cpu_all_layers.CLAIMED_TASKS)
 
 
-@pytest.mark.parametrize("accuracies, verdict", [
-    ({1: 0.85, 12: 0.85}, Verdict.SUPPORTED),
-    ({1: 0.75, 12: 0.85}, Verdict.NOT_SUPPORTED),
-    ({1: 0.5, 12: 0.5}, Verdict.INCONCLUSIVE),
-])
+@pytest.mark.parametrize("accuracies, verdict", RULE_CASES)
 def test_the_rule_maps_the_comparisons_to_the_verdict(accuracies, verdict):
     decision = c08_cpu_all_layers.decide(outcome(accuracies), SPEC)
     assert decision.verdict is verdict, decision.summary

@@ -42,11 +42,14 @@ def outcome(accuracies: dict, smoke=False, seed=0) -> Outcome:
     return Outcome(decision=decision | {"design": "simulated", "notes": [], "smoke": smoke})
 
 
-@pytest.mark.parametrize("accuracies, verdict", [
+RULE_CASES = [  # simulated accuracies per rank, and the verdict C8-cpu's rule must give
     ({1: 0.85, 12: 0.85}, Verdict.SUPPORTED),
     ({1: 0.75, 12: 0.85}, Verdict.NOT_SUPPORTED),
     ({1: 0.5, 12: 0.5}, Verdict.INCONCLUSIVE),
-])
+]
+
+
+@pytest.mark.parametrize("accuracies, verdict", RULE_CASES)
 def test_the_rule_maps_the_comparisons_to_the_verdict(accuracies, verdict):
     decision = c08_cpu_minilm.decide(outcome(accuracies), SPEC)
     assert decision.verdict is verdict, decision.summary

@@ -243,14 +243,23 @@ ARCHITECTURES = {
 MODEL_TYPES = tuple(ARCHITECTURES)
 
 
+_LAYOUT_OF_CLASS: dict[type, LayerLayout] = {}
+
+
 def layer_layout(layer) -> LayerLayout:
     """The layout of ``layer``, recognised by where its self-attention sits (a layer does not know
-    its model type, and ``layer_forward`` is given only the layer)."""
-    for layout in (BERT_LAYER, MPNET_LAYER):
-        with contextlib.suppress(AttributeError):
-            layer.get_submodule(layout.attention)
-            return layout
-    raise InvalidArgument(f"layer: no supported layout (BERT-family or MPNet) for {type(layer).__name__}")
+    its model type, and ``layer_forward`` is given only the layer); found once per layer class,
+    since every layer_forward call asks."""
+    if type(layer) not in _LAYOUT_OF_CLASS:
+        for layout in (BERT_LAYER, MPNET_LAYER):
+            with contextlib.suppress(AttributeError):
+                layer.get_submodule(layout.attention)
+                _LAYOUT_OF_CLASS[type(layer)] = layout
+                break
+        else:
+            raise InvalidArgument(
+                f"layer: no supported layout (BERT-family or MPNet) for {type(layer).__name__}")
+    return _LAYOUT_OF_CLASS[type(layer)]
 
 
 def layer_part(layer, role: str) -> torch.nn.Module:
